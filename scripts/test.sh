@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Every test: lint, JS type check and unit tests, Python tests, notebooks, and the real-browser
+# tests (JupyterLab in Debian's Chromium). Installs what it needs on a fresh machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+
+if [ ! -x /usr/bin/chromium ]; then
+  echo "installing Debian's chromium for the browser tests"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+
+echo "== ruff"
+.venv/bin/ruff check src tests benchmarks
+.venv/bin/ruff format --check src tests benchmarks
+echo "== js: type check and unit tests"
+(cd js && npm run --silent typecheck && npm test --silent)
+echo "== pytest"
+.venv/bin/python -m pytest -q -p no:cacheprovider "$@"

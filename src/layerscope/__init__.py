@@ -1,0 +1,41 @@
+"""LayerScope: look inside a PyTorch model while it runs.
+
+>>> import layerscope
+>>> acts = layerscope.capture(model, x, ["backbone.layer1", "backbone.layer4"])
+"""
+
+from .activations import Activations, MemoryReport
+from .capture import Capturer, capture, resolve_modules
+from .errors import CaptureError, ImageError, LayerScopeError, UnknownModuleError
+from .explorer import Explorer
+from .images import load_image, sample_image
+from .models import Preset, load_preset
+from .nested import Dropped
+from .preprocess import PreparedImage, Preprocess, prepare_image
+from .store import DEFAULT_MEMORY_BUDGET
+from .tree import module_tree
+
+__all__ = [
+    "Activations",
+    "CaptureError",
+    "Capturer",
+    "DEFAULT_MEMORY_BUDGET",
+    "Dropped",
+    "Explorer",
+    "ImageError",
+    "LayerScopeError",
+    "MemoryReport",
+    "PreparedImage",
+    "Preprocess",
+    "Preset",
+    "UnknownModuleError",
+    "capture",
+    "load_image",
+    "load_preset",
+    "module_tree",
+    "prepare_image",
+    "resolve_modules",
+    "sample_image",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,327 @@
+"""The capture engine: forward hooks that clone every call, stop early, cache, stay within a
+memory budget, and always leave the model as it was found."""
+
+from __future__ import annotations
+
+import warnings
+import weakref
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .activations import Activations, MemoryReport
+from .errors import CaptureError, UnknownModuleError, close_matches
+from .fingerprint import input_digest, input_signature, structure_id, weights_version
+from .nested import describe
+from .safety import as_args, forward_failed, model_kept_as_found, prepare_inputs
+from .store import ActivationStore, output_bytes
+
+__all__ = ["capture", "Capturer", "resolve_modules"]
+
+Progress = Callable[[int, "int | None"], None]
+
+
+class _StopForward(BaseException):
+    """Raised from a hook once every requested module has produced its last call.
+    A BaseException, so a model's own ``except Exception`` cannot swallow it."""
+
+
+@dataclass
+class _Learned:
+    """What one complete forward showed, for one input shape: modules in the order they first
+    finished, how often each ran, its first output's structure, and its bytes over all calls
+    (full precision, and with floats in bfloat16)."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    shapes: dict[str, Any] = field(default_factory=dict)
+    sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+@dataclass
+class _ModelState:
+    """What LayerScope remembers about one model between captures (never the model itself)."""
+
+    store: ActivationStore = field(default_factory=ActivationStore)
+    learned: dict[Hashable, _Learned] = field(default_factory=dict)
+
+
+_STATES: weakref.WeakKeyDictionary[nn.Module, _ModelState] = weakref.WeakKeyDictionary()
+
+
+def resolve_modules(
+    model: nn.Module, modules: str | Iterable[str], named: dict[str, nn.Module] | None = None
+) -> list[str]:
+    """Check ``modules`` against ``model.named_modules()``; unique names in the given order."""
+    if isinstance(modules, str):
+        modules = [modules]
+    names = list(dict.fromkeys(modules))
+    if not names:
+        raise ValueError(
+            "no modules to capture: pass qualified names such as 'backbone.layer1' "
+            "('' is the whole model); layerscope.module_tree(model) lists them"
+        )
+    known = named if named is not None else dict(model.named_modules())
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"module names are strings, got {type(name).__name__}: {name!r}")
+        if name not in known:
+            raise UnknownModuleError(name, close_matches(name, known))
+    return names
+
+
+class Capturer:
+    """Captures module outputs of one model; keeps its cache and learned execution orders.
+
+    Several Capturers of the same model share that memory (so does :func:`capture`).
+
+    >>> cap = Capturer(model, memory_budget=512 * 2**20)
+    >>> acts = cap.capture(x, ["backbone.layer1", "backbone.layer4"])
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        memory_budget: int | None = None,
+        storage: str | torch.device | None = "cpu",
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        self.model = model
+        self._state = _STATES.setdefault(model, _ModelState())
+        if memory_budget is not None:
+            self.memory_budget = memory_budget
+        self.storage = torch.device(storage) if storage is not None else None
+
+    @property
+    def memory_budget(self) -> int:
+        """Bytes LayerScope may hold for this model's captures (default 1 GiB)."""
+        return self._state.store.budget_bytes
+
+    @memory_budget.setter
+    def memory_budget(self, value: int) -> None:
+        if value <= 0:
+            raise ValueError(f"memory_budget must be a positive number of bytes, got {value}")
+        self._state.store.budget_bytes = int(value)
+
+    @property
+    def cached_bytes(self) -> int:
+        return self._state.store.used_bytes
+
+    def clear_cache(self) -> None:
+        """Drop every cached output of this model (learned execution orders stay)."""
+        self._state.store.clear()
+
+    def forget(self) -> None:
+        """Drop the cache and the learned execution orders."""
+        self._state.store.clear()
+        self._state.learned.clear()
+
+    def known_call_counts(self, inputs: Any, *, train: bool = False) -> dict[str, int] | None:
+        """Calls per module in a complete forward on inputs shaped like ``inputs``, if learned."""
+        learned = self._state.learned.get(self._key(as_args(inputs), train))
+        return dict(learned.counts) if learned else None
+
+    def known_shapes(self, inputs: Any, *, train: bool = False) -> dict[str, Any] | None:
+        """Each module's output structure (shapes) on inputs shaped like ``inputs``, if learned."""
+        learned = self._state.learned.get(self._key(as_args(inputs), train))
+        return dict(learned.shapes) if learned else None
+
+    def capture(
+        self,
+        inputs: Any,
+        modules: str | Iterable[str],
+        *,
+        stop_early: bool = True,
+        cache: bool = True,
+        train: bool = False,
+        progress: Progress | None = None,
+    ) -> Activations:
+        """Run the model on ``inputs`` and return what ``modules`` produced.
+
+        ``inputs`` is a tensor or a tuple of positional arguments, moved to the model's device.
+        The model runs in eval mode under ``torch.no_grad()`` unless ``train=True``; every
+        module's mode, the grad mode and the hooks are restored afterwards, also when the
+        forward raises or is interrupted.
+
+        ``stop_early``: once a complete forward on this input shape has shown the execution order,
+        the forward stops right after the requested modules' last calls.
+        ``cache``: outputs already captured for the same input values and weights are returned
+        without running the model.
+        ``progress(done, total)`` is called after every module call (``total``: the calls of a
+        complete forward once known, else None), for a progress bar.
+        """
+        model = self.model
+        named = dict(model.named_modules())
+        names = resolve_modules(model, modules, named)
+        args = prepare_inputs(model, named, as_args(inputs))
+        key = self._key(args, train, named)
+        store = self._state.store
+        report = MemoryReport(budget_bytes=store.budget_bytes)
+
+        digest = input_digest(args) if cache and not train else None
+        group: Hashable = (key, digest, weights_version(named)) if digest else object()
+        keys = {n: (group, n) for n in names}
+        hits = {n for n in names if digest is not None and store.lookup(keys[n]) is not None}
+        todo = [n for n in names if n not in hits]
+        learned = self._state.learned.get(key)
+
+        remaining: dict[str, int] | None = None
+        if stop_early and learned is not None and "" not in todo:
+            remaining = {n: learned.counts[n] for n in todo if learned.counts.get(n)}
+        for n in todo:
+            store.start(keys[n])
+        if learned is not None:  # sizes known: decide precision and evictions before copying
+            order = {n: i for i, n in enumerate(learned.counts)}
+            planned = sorted(todo, key=lambda n: order.get(n, len(order)))
+            sizes = [(keys[n], *learned.sizes.get(n, (0, 0))) for n in planned]
+            store.plan(sizes, protected=set(keys.values()), report=report)
+
+        output, completed, stopped = None, False, False
+        if todo and (remaining is None or remaining):
+            output, completed, stopped, new = self._run(
+                named, args, todo, keys, remaining, learned, train, report, progress
+            )
+            if new is not None:
+                self._state.learned[key] = new
+        else:  # nothing to run: all cached, or known not to run on this input
+            store.finish([keys[n] for n in todo], complete=True)
+
+        calls = {n: store.take(keys[n]) for n in names}
+        if digest is None:  # nothing to reuse later: free the budget now
+            store.discard([keys[n] for n in names])
+        report.stored_bytes = store.used_bytes
+        if report.changed_anything:
+            warnings.warn(_budget_message(report), ResourceWarning, stacklevel=2)
+        return Activations(
+            calls,
+            requested=names,
+            output=output if completed else None,
+            stopped_early=stopped,
+            from_cache=frozenset(hits),
+            memory=report,
+        )
+
+    def _key(
+        self, args: tuple[Any, ...], train: bool, named: dict[str, nn.Module] | None = None
+    ) -> Hashable:
+        named = named if named is not None else dict(self.model.named_modules())
+        return (structure_id(named), input_signature(args), train)
+
+    def _run(
+        self,
+        named: dict[str, nn.Module],
+        args: tuple[Any, ...],
+        todo: list[str],
+        keys: dict[str, tuple[Hashable, str]],
+        remaining: dict[str, int] | None,
+        learned: _Learned | None,
+        train: bool,
+        report: MemoryReport,
+        progress: Progress | None,
+    ) -> tuple[Any, bool, bool, _Learned | None]:
+        store, storage = self._state.store, self.storage
+        protected = set(keys.values())
+        learn = learned is None
+        handles: list[torch.utils.hooks.RemovableHandle] = []
+        new = _Learned()
+        total = sum(learned.counts.values()) if learned is not None else None
+        done = [0]
+
+        def keep(name: str) -> Callable[..., None]:
+            key = keys[name]
+
+            def hook(_module: nn.Module, _args: Any, out: Any) -> None:
+                store.add_call(key, out, storage=storage, protected=protected, report=report)
+                if remaining is not None and name in remaining:
+                    remaining[name] -= 1
+                    if remaining[name] == 0:
+                        del remaining[name]
+                        if not remaining:
+                            raise _StopForward
+
+            return hook
+
+        def study(name: str) -> Callable[..., None]:
+            def hook(_module: nn.Module, _args: Any, out: Any) -> None:
+                if name not in new.counts:
+                    new.shapes[name] = describe(out)
+                full, reduced = new.sizes.get(name, (0, 0))
+                new.sizes[name] = (
+                    full + output_bytes(out, False),
+                    reduced + output_bytes(out, True),
+                )
+                new.counts[name] = new.counts.get(name, 0) + 1
+
+            return hook
+
+        def tick(_module: nn.Module, _args: Any, _out: Any) -> None:
+            done[0] += 1
+            progress(done[0], total)  # type: ignore[misc]
+
+        output, completed, stopped = None, False, False
+        try:
+            with model_kept_as_found(self.model, train):
+                if progress is not None:
+                    handles.extend(m.register_forward_hook(tick) for m in named.values())
+                if learn:
+                    handles.extend(m.register_forward_hook(study(n)) for n, m in named.items())
+                handles.extend(named[n].register_forward_hook(keep(n)) for n in todo)
+                try:
+                    output = self.model(*args)
+                    completed = True
+                except _StopForward:
+                    stopped = True
+                except Exception as exc:
+                    raise CaptureError(forward_failed(self.model, args, exc)) from exc
+        finally:
+            for handle in handles:
+                handle.remove()
+            store.finish([keys[n] for n in todo], complete=completed or stopped)
+        return output, completed, stopped, (new if learn and completed else None)
+
+
+def capture(
+    model: nn.Module,
+    inputs: Any,
+    modules: str | Iterable[str],
+    *,
+    stop_early: bool = True,
+    cache: bool = True,
+    memory_budget: int | None = None,
+    storage: str | torch.device | None = "cpu",
+    train: bool = False,
+) -> Activations:
+    """Capture what ``modules`` of ``model`` produce on ``inputs``.
+
+    >>> acts = layerscope.capture(model, x, ["backbone.layer1", "classifier"])
+    >>> acts["backbone.layer1"].shape
+    torch.Size([1, 256, 24, 24])
+    >>> len(acts.calls("backbone.layer1.0.relu"))  # the Bottleneck's ReLU runs three times
+    3
+
+    Outputs are detached copies made at capture time (``storage="cpu"`` by default; ``None``
+    keeps them on the model's device). See :class:`Capturer` for the options."""
+    return Capturer(model, memory_budget=memory_budget, storage=storage).capture(
+        inputs, modules, stop_early=stop_early, cache=cache, train=train
+    )
+
+
+def _budget_message(report: MemoryReport) -> str:
+    parts = []
+    if report.reduced:
+        parts.append(f"{len(report.reduced)} module(s) stored in bfloat16 ({_few(report.reduced)})")
+    if report.evicted:
+        parts.append(f"{len(report.evicted)} module(s) evicted ({_few(report.evicted)})")
+    return (
+        f"LayerScope: captures exceed the memory budget of {report.budget_bytes / 2**30:.2f} GiB: "
+        + "; ".join(parts)
+        + ". Raise memory_budget or capture fewer modules; details in acts.memory."
+    )
+
+
+def _few(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")

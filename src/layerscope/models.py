@@ -1,0 +1,138 @@
+"""Model presets: torchvision's DeepLabV3 family with its preprocessing and class names.
+
+Pretrained weights come through torchvision's own download and cache. When they cannot be had
+(no network, no cache), the preset falls back to random weights, warns, and says so in
+``Preset.notice`` so the widget can show it."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torchvision.models import segmentation as seg
+
+from .errors import LayerScopeError, close_matches
+from .preprocess import Preprocess
+
+__all__ = ["Preset", "load_preset", "PRESETS", "PretrainedWeightsUnavailable"]
+
+PRESETS: dict[str, tuple[Callable[..., nn.Module], Any]] = {
+    "deeplabv3_resnet50": (seg.deeplabv3_resnet50, seg.DeepLabV3_ResNet50_Weights),
+    "deeplabv3_resnet101": (seg.deeplabv3_resnet101, seg.DeepLabV3_ResNet101_Weights),
+    "deeplabv3_mobilenet_v3_large": (
+        seg.deeplabv3_mobilenet_v3_large,
+        seg.DeepLabV3_MobileNet_V3_Large_Weights,
+    ),
+}
+
+
+class PretrainedWeightsUnavailable(UserWarning):
+    """Pretrained weights could not be loaded; the model has random weights."""
+
+
+@dataclass
+class Preset:
+    """A ready model: ``model`` (in eval mode), its ``preprocess``, ``class_names``, and
+    whether its weights are ``pretrained``. ``notice`` explains random weights, else None."""
+
+    name: str
+    model: nn.Module
+    preprocess: Preprocess
+    class_names: list[str]
+    pretrained: bool
+    weights_source: str
+    notice: str | None = None
+    task: str = "segmentation"
+
+
+def load_preset(
+    name: str = "deeplabv3_resnet50",
+    *,
+    weights: Any = "DEFAULT",
+    weights_backbone: Any = None,
+    device: str | torch.device | None = None,
+) -> Preset:
+    """Build a preset model.
+
+    ``weights``: ``"DEFAULT"`` (pretrained through torchvision's cache or download, random with
+    a warning when that fails), ``None`` (random weights, no download), a torchvision weights
+    enum member, or a path to a local state-dict file (loaded with ``weights_only=True``).
+    ``weights_backbone`` only matters with ``weights=None``; the default builds no backbone
+    weights, so nothing is downloaded. The environment variable ``LAYERSCOPE_WEIGHTS=none``
+    turns the default into ``None``, and ``LAYERSCOPE_IMAGE_SIZE=N`` resizes to ``N`` instead of
+    520 (the test suite runs the notebooks that way)."""
+    if str(weights) == "DEFAULT" and os.environ.get("LAYERSCOPE_WEIGHTS") == "none":
+        weights = None  # tests and CI: never download, whatever a notebook asks for
+    if name not in PRESETS:
+        hint = close_matches(name, PRESETS) or sorted(PRESETS)
+        raise LayerScopeError(f"no preset named {name!r}; did you mean {', '.join(hint)}?")
+    builder, weights_enum = PRESETS[name]
+    meta = weights_enum.DEFAULT
+    preprocess = Preprocess.from_transforms(meta.transforms())
+    if os.environ.get("LAYERSCOPE_IMAGE_SIZE"):  # tests and CI: small inputs, quick forwards
+        preprocess = preprocess.with_size(int(os.environ["LAYERSCOPE_IMAGE_SIZE"]))
+    class_names = list(meta.meta["categories"])
+
+    def random_model() -> nn.Module:
+        return builder(weights=None, weights_backbone=weights_backbone, aux_loss=True)
+
+    notice = None
+    if weights is None:
+        model, pretrained, source = random_model(), False, "random (weights=None)"
+        notice = "Random weights (weights=None): maps show the architecture, not learned features."
+    elif isinstance(weights, (str, Path)) and str(weights) != "DEFAULT":
+        model = _from_file(random_model(), Path(weights))
+        pretrained, source = True, f"file {weights}"
+    else:
+        chosen = meta if str(weights) == "DEFAULT" else weights
+        try:
+            model, pretrained, source = builder(weights=chosen), True, f"torchvision {chosen}"
+        except Exception as exc:  # network, cache or checksum failures all end here
+            model, pretrained, source = random_model(), False, "random (download failed)"
+            notice = (
+                f"Pretrained weights for {name} could not be loaded ({type(exc).__name__}: "
+                f"{exc}). Using RANDOM weights: maps show the architecture, not learned features. "
+                "Run once with network access (torchvision caches them in ~/.cache/torch) or "
+                "pass weights='path/to/weights.pth'."
+            )
+            warnings.warn(notice, PretrainedWeightsUnavailable, stacklevel=2)
+    model.eval()
+    if device is not None:
+        model.to(device)
+    return Preset(name, model, preprocess, class_names, pretrained, source, notice)
+
+
+def _from_file(model: nn.Module, path: Path) -> nn.Module:
+    if not path.is_file():
+        raise LayerScopeError(f"no weights file at {str(path)!r}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise LayerScopeError(
+            f"could not read {str(path)!r} as a state dict with weights_only=True ({exc}); "
+            "save it with torch.save(model.state_dict(), path)"
+        ) from exc
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not any(k.startswith("aux_classifier.") for k in state):
+        model.aux_classifier = None  # type: ignore[assignment]
+    try:
+        result = model.load_state_dict(state, strict=False)
+        problems = [f"missing {result.missing_keys[:5]}"] if result.missing_keys else []
+        if result.unexpected_keys:
+            problems.append(f"unexpected {result.unexpected_keys[:5]}")
+    except RuntimeError as exc:  # shape mismatches
+        problems = [str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)]
+    if problems:
+        raise LayerScopeError(
+            f"{str(path)!r} does not fit this model ({'; '.join(problems)}): "
+            "is it for another architecture or preset?"
+        )
+    return model

@@ -1,0 +1,111 @@
+"""Reductions from a captured tensor to what a view needs. They run on the tensor's own device
+(a GPU stays a GPU); only the small results are copied to the CPU as numpy arrays."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+__all__ = [
+    "Stats",
+    "as_maps",
+    "channel_map",
+    "aggregate",
+    "topk_channels",
+    "histogram",
+    "stats",
+    "value_at",
+]
+
+Aggregate = Literal["mean", "max", "l2"]
+
+
+@dataclass(frozen=True)
+class Stats:
+    mean: float
+    std: float
+    min: float
+    max: float
+    zero_fraction: float
+    count: int
+
+    def to_json(self) -> dict[str, float | int]:
+        return dict(self.__dict__)
+
+
+def as_maps(t: torch.Tensor, sample: int = 0) -> torch.Tensor | None:
+    """The (C, H, W) maps of one sample of an (N, C, H, W) or (C, H, W) tensor, else None."""
+    if t.dim() == 4:
+        return t[sample]
+    if t.dim() == 3:
+        return t
+    return None
+
+
+def _f32(t: torch.Tensor) -> torch.Tensor:
+    return t if t.dtype == torch.float32 else t.float()
+
+
+def channel_map(maps: torch.Tensor, channel: int) -> np.ndarray:
+    """One channel of (C, H, W) maps as a float32 (H, W) array."""
+    if not 0 <= channel < maps.shape[0]:
+        raise IndexError(f"channel {channel} out of range: this layer has {maps.shape[0]} channels")
+    return _f32(maps[channel]).cpu().numpy()
+
+
+def aggregate(maps: torch.Tensor, how: Aggregate = "mean") -> np.ndarray:
+    """Mean, max or L2 norm over the channels of (C, H, W) maps, as an (H, W) array."""
+    m = _f32(maps)
+    if how == "mean":
+        out = m.mean(dim=0)
+    elif how == "max":
+        out = m.amax(dim=0)
+    elif how == "l2":
+        out = torch.linalg.vector_norm(m, dim=0)
+    else:
+        raise ValueError(f"aggregate must be 'mean', 'max' or 'l2', got {how!r}")
+    return out.cpu().numpy()
+
+
+def topk_channels(
+    maps: torch.Tensor, k: int = 16, by: Literal["mean", "max"] = "mean"
+) -> np.ndarray:
+    """Indices of the ``k`` channels with the highest mean (or max) activation, best first."""
+    m = _f32(maps).flatten(1)
+    score = m.mean(dim=1) if by == "mean" else m.amax(dim=1)
+    k = min(k, maps.shape[0])
+    return torch.topk(score, k).indices.cpu().numpy()
+
+
+def histogram(
+    t: torch.Tensor, bins: int = 64, value_range: tuple[float, float] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(counts, edges) of the finite values of ``t``; ``len(edges) == bins + 1``."""
+    v = _f32(t).flatten()
+    v = v[torch.isfinite(v)]
+    if v.numel() == 0:
+        return np.zeros(bins, np.int64), np.linspace(0.0, 1.0, bins + 1)
+    lo, hi = value_range if value_range else (float(v.min()), float(v.max()))
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    counts = torch.histc(v, bins=bins, min=lo, max=hi)
+    return counts.cpu().numpy().astype(np.int64), np.linspace(lo, hi, bins + 1)
+
+
+def stats(t: torch.Tensor) -> Stats:
+    """Mean, std, min, max and the fraction of exact zeros (what a ReLU switched off)."""
+    v = _f32(t).flatten()
+    if v.numel() == 0:
+        return Stats(0.0, 0.0, 0.0, 0.0, 0.0, 0)
+    std = v.std(unbiased=False) if v.numel() > 1 else torch.zeros((), device=v.device)
+    # One transfer for all five numbers.
+    packed = torch.stack([v.mean(), std, v.min(), v.max(), (v == 0).float().mean()]).cpu().tolist()
+    return Stats(*packed, count=v.numel())
+
+
+def value_at(maps: torch.Tensor, row: int, col: int) -> np.ndarray:
+    """Every channel's value at one cell, as a (C,) array."""
+    return _f32(maps[:, row, col]).cpu().numpy()

@@ -1,0 +1,101 @@
+"""Shared fixtures: real torchvision models with random weights, small inputs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torchvision.models import segmentation as seg
+
+from layerscope import Capturer
+
+BUILDERS = {
+    "resnet50": seg.deeplabv3_resnet50,
+    "resnet101": seg.deeplabv3_resnet101,
+    "mobilenet_v3_large": seg.deeplabv3_mobilenet_v3_large,
+}
+
+
+def build_deeplab(backbone: str = "resnet50") -> torch.nn.Module:
+    torch.manual_seed(0)
+    return BUILDERS[backbone](weights=None, weights_backbone=None, aux_loss=True).eval()
+
+
+@pytest.fixture(scope="session")
+def deeplab() -> torch.nn.Module:
+    return build_deeplab("resnet50")
+
+
+@pytest.fixture
+def fresh_deeplab(deeplab: torch.nn.Module) -> torch.nn.Module:
+    """The session's DeepLabV3-ResNet50 with LayerScope's cache and learned orders cleared."""
+    Capturer(deeplab).forget()
+    return deeplab
+
+
+@pytest.fixture
+def image_batch() -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(1, 3, 96, 96, generator=g)
+
+
+def hook_snapshot(model: torch.nn.Module) -> list[tuple[str, tuple[int, ...]]]:
+    """Every hook dictionary of every module, by size and keys: what a leak would change."""
+    names = [
+        "_forward_hooks",
+        "_forward_pre_hooks",
+        "_forward_hooks_with_kwargs",
+        "_forward_hooks_always_called",
+        "_forward_pre_hooks_with_kwargs",
+        "_backward_hooks",
+        "_backward_pre_hooks",
+    ]
+    snap = []
+    for name, module in model.named_modules():
+        for attr in names:
+            snap.append((f"{name}.{attr}", tuple(getattr(module, attr, {}).keys())))
+    return snap
+
+
+def reference_capture(model: torch.nn.Module, x: torch.Tensor, names: list[str]) -> dict:
+    """The plain way done right: a clone-on-every-call hook per module, no_grad, eval."""
+    modules = dict(model.named_modules())
+    calls: dict[str, list] = {n: [] for n in names}
+
+    def clone(obj):
+        if isinstance(obj, torch.Tensor):
+            return obj.detach().clone()
+        if isinstance(obj, dict):
+            return type(obj)((k, clone(v)) for k, v in obj.items())
+        if isinstance(obj, (list, tuple)):
+            return type(obj)(clone(v) for v in obj)
+        return obj
+
+    handles = [
+        modules[n].register_forward_hook(lambda m, a, out, n=n: calls[n].append(clone(out)))
+        for n in names
+    ]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return calls
+
+
+def assert_same(a, b) -> None:
+    """Exact equality of nested outputs, container types included."""
+    assert type(a) is type(b), (type(a), type(b))
+    if isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        assert torch.equal(a, b)
+    elif isinstance(a, dict):
+        assert list(a) == list(b)
+        for k in a:
+            assert_same(a[k], b[k])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            assert_same(x, y)
+    else:
+        assert a == b

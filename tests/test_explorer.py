@@ -1,0 +1,163 @@
+"""The Explorer's state and messages without a browser: toggles become payloads, Python and
+the widget stay in sync, bad input from the front end shows as an error and changes nothing."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+import torch
+from torch import nn
+
+import layerscope as ls
+from conftest import build_deeplab
+from layerscope import Explorer
+from layerscope.figures import VIEWS
+from layerscope.models import load_preset
+
+
+def _payload_bytes(obj) -> int:
+    """Bytes a trait value costs on the wire: binary buffers plus its JSON part."""
+    import json
+
+    buffers = 0
+
+    def strip(v):
+        nonlocal buffers
+        if isinstance(v, (bytes, memoryview)):
+            buffers += len(v)
+            return None
+        if isinstance(v, dict):
+            return {k: strip(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [strip(x) for x in v]
+        return v
+
+    return buffers + len(json.dumps(strip(obj)))
+
+
+@pytest.fixture(scope="module")
+def explorer():
+    preset = load_preset("deeplabv3_resnet50", weights=None)
+    return Explorer(
+        preset.model, ls.sample_image(), preprocess=preset.preprocess.with_size(128),
+        class_names=preset.class_names,
+    )  # fmt: skip
+
+
+def test_default_state(explorer):
+    assert explorer._tree[0]["cls"] == "DeepLabV3"
+    nodes = {n["id"]: n for n in explorer._tree}
+    assert nodes["backbone.layer4"]["shape"] == [1, 2048, 16, 16]  # known after the first run
+    assert nodes["classifier.0.convs"]["calls"] == 0
+    assert explorer._image["size"] == [512, 512] and explorer._image["jpeg"][:2] == b"\xff\xd8"
+    seg = explorer._segmentation
+    assert seg["mask_png"][:4] == b"\x89PNG" and seg["legend"] and len(seg["classes"]) == 21
+    assert explorer._class_score["map"]["dtype"] == "float32"
+
+
+def test_hook_toggle_produces_views(explorer):
+    explorer.hooked_modules = ["backbone.layer4"]
+    assert explorer.selected_module == "backbone.layer4"
+    layer, channel = explorer._layer, explorer._channel
+    assert layer["kind"] == "maps" and layer["channels"] == 2048 and layer["map_size"] == [16, 16]
+    assert explorer.selected_channel == layer["topk"][0]  # the most active channel
+    assert channel["channel"] == explorer.selected_channel
+    acts = explorer.activations
+    t = acts["backbone.layer4"][0]
+    assert np.allclose(np.frombuffer(channel["map"]["data"], np.float32).reshape(16, 16),
+                       t[explorer.selected_channel].numpy())  # fmt: skip
+    mean = np.frombuffer(layer["aggregates"]["data"], np.float32).reshape(3, 16, 16)[0]
+    assert np.allclose(mean, t.mean(0).numpy(), atol=1e-5)
+    assert layer["stats"]["count"] == t.numel()
+    assert sum(layer["histogram"]["counts"]) == t.numel()
+    assert explorer._error == ""
+
+
+def test_python_and_widget_stay_in_sync(explorer):
+    explorer.hook("backbone.layer1")
+    assert explorer.hooked_modules[-1] == "backbone.layer1"
+    assert explorer.selected_module == "backbone.layer1"
+    explorer.selected_module = "backbone.layer4"
+    assert explorer._layer["module"] == "backbone.layer4"
+    explorer.selected_channel = 7
+    assert explorer._channel["channel"] == 7
+    explorer.unhook("backbone.layer4")
+    assert explorer.selected_module == "backbone.layer1"
+    assert set(explorer.activations) == {"backbone.layer1"}
+
+
+def test_reused_module_shows_each_call(explorer):
+    explorer.hooked_modules = ["backbone.layer1.0.relu"]
+    assert explorer._layer["calls"] == 3 and explorer._layer["channels"] == 64
+    explorer.selected_call = 2
+    assert explorer._layer["call"] == 2 and explorer._layer["channels"] == 256
+
+
+def test_bad_input_from_the_front_end_is_shown_and_ignored(explorer):
+    explorer.hooked_modules = ["backbone.layer4"]
+    before = explorer._channel["channel"]
+    explorer.selected_channel = 5000
+    assert "out of range" in explorer._error
+    assert explorer.selected_channel == before and explorer._channel["channel"] == before
+    explorer.hooked_modules = ["backbone.layer4", "layer3"]
+    assert "did you mean 'backbone.layer3'" in explorer._error
+    assert explorer.hooked_modules == ["backbone.layer4"]
+    explorer.hooked_modules = ["classifier.0.convs"]
+    assert explorer._layer["kind"] == "never-called"
+
+
+def test_payload_stays_small_for_a_2048_channel_layer():
+    preset = load_preset("deeplabv3_resnet50", weights=None)
+    ex = Explorer(preset.model, ls.sample_image(), preprocess=preset.preprocess.with_size(520))
+    ex.hooked_modules = ["backbone.layer4"]
+    assert ex._layer["map_size"] == [65, 65] and ex._layer["channels"] == 2048
+    sent = _payload_bytes(ex._layer) + _payload_bytes(ex._channel)
+    assert sent < 300_000, sent
+    ex.selected_channel = 3  # a channel change sends only the channel
+    assert _payload_bytes(ex._channel) < 25_000
+
+
+def test_figures_export_what_is_shown(explorer):
+    explorer.hooked_modules = ["backbone.layer2"]
+    for view in VIEWS:
+        fig = explorer.figure(view)
+        assert isinstance(fig, go.Figure) and fig.data or fig.layout.images, view
+    z = np.asarray(explorer.figure("channel").data[0].z)
+    assert np.allclose(z, explorer.activations["backbone.layer2"][0, explorer.selected_channel])
+    with pytest.raises(ls.LayerScopeError, match="unknown view"):
+        explorer.figure("3d")
+
+
+def test_custom_model_and_constructor_errors():
+    class Tiny(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.ReLU())
+            self.head = nn.Linear(8, 4)
+
+        def forward(self, x):
+            f = self.features(x)
+            return self.head(f.mean((2, 3)))
+
+    torch.manual_seed(0)
+    ex = Explorer(Tiny(), np.zeros((40, 60, 3), np.uint8), hooked_modules=["features.0", "head"])
+    assert ex._segmentation == {}
+    assert ex.selected_module == "head" and ex._layer["kind"] == "values"
+    ex.selected_module = "features.0"
+    assert ex._layer["map_size"] == [19, 29]
+    with pytest.raises(TypeError, match="did you mean 'hooked_modules'"):
+        Explorer(Tiny(), hooked_module=["x"])
+    with pytest.raises(ls.LayerScopeError, match="deeplabv3_resnet50"):
+        Explorer("deeplabv3_resnet5")
+
+
+def test_explorer_leaves_the_model_as_found():
+    from conftest import hook_snapshot
+
+    model = build_deeplab("mobilenet_v3_large")
+    model.train()
+    before = hook_snapshot(model)
+    ex = Explorer(model, ls.sample_image(), preprocess=ls.Preprocess(resize=96))
+    ex.hooked_modules = ["backbone.4", "classifier"]
+    assert model.training and hook_snapshot(model) == before
