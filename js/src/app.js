@@ -14,7 +14,8 @@ import { heatmapFigure, histogramFigure, imageFigure } from "./views.js";
  *   save_changes: () => void, on: (event: string, cb: () => void) => void,
  *   off: (event?: string | null, cb?: (() => void) | null) => void}} Model
  * @typedef {{react: (el: HTMLElement, data: any[], layout: any, config?: any) => Promise<any>,
- *   relayout: (el: HTMLElement, update: any) => Promise<any>, purge: (el: HTMLElement) => void}} PlotlyLike
+ *   relayout: (el: HTMLElement, update: any) => Promise<any>, purge: (el: HTMLElement) => void,
+ *   Plots: {resize: (el: HTMLElement) => any}}} PlotlyLike
  */
 
 const CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["select2d", "lasso2d"] };
@@ -402,6 +403,16 @@ export function createApp({ model, el, plotly }) {
   ];
   for (const [name, fn] of handlers) model.on(name, fn);
 
+  // Plots are first drawn before the widget is in the page (no width yet) and cells change
+  // size with the notebook: follow each plot's box.
+  const sizeWatch = new ResizeObserver((entries) => {
+    for (const entry of entries) {
+      const plot = /** @type {HTMLElement & {layout?: any}} */ (entry.target);
+      if (plot.layout && entry.contentRect.width > 0) plotly.Plots.resize(plot);
+    }
+  });
+  for (const p of [imagePlot, channelPlot, aggregatePlot, histPlot, scorePlot]) sizeWatch.observe(p);
+
   // Follow JupyterLab's theme switches.
   const themeWatch = new MutationObserver(() => { drawImage(); drawMaps(); drawSegmentation(); });
   themeWatch.observe(document.body, { attributes: true, attributeFilter: ["data-jp-theme-light", "class"] });
@@ -416,6 +427,7 @@ export function createApp({ model, el, plotly }) {
   return () => {
     for (const [name, fn] of handlers) model.off(name, fn);
     themeWatch.disconnect();
+    sizeWatch.disconnect();
     for (const p of [imagePlot, channelPlot, aggregatePlot, histPlot, scorePlot]) plotly.purge(p);
     root.remove();
   };

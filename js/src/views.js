@@ -22,6 +22,7 @@ function baseLayout(theme, title) {
     plot_bgcolor: "rgba(0,0,0,0)",
     font: { color: theme.font, size: 11 },
     height: 300,
+    autosize: true,
     uirevision: title,
   };
 }
@@ -136,7 +137,7 @@ export function histogramFigure(o) {
   const layout = baseLayout(o.theme, "Value histogram");
   Object.assign(layout, {
     barmode: "overlay", bargap: 0,
-    yaxis: { type: "log", tickformat: ".0%", gridcolor: o.theme.grid, title: { text: "fraction" } },
+    yaxis: { type: "log", tickformat: "~%", gridcolor: o.theme.grid, title: { text: "fraction" } },
     xaxis: { gridcolor: o.theme.grid },
     legend: { orientation: "h", y: -0.18 },
   });

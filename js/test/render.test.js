@@ -8,6 +8,8 @@ const dom = new JSDOM("<!doctype html><body></body>");
 Object.assign(globalThis, {
   window: dom.window, document: dom.window.document, getComputedStyle: dom.window.getComputedStyle,
   MutationObserver: dom.window.MutationObserver, HTMLElement: dom.window.HTMLElement,
+  // jsdom has no layout: a ResizeObserver that never fires.
+  ResizeObserver: class { observe() {} disconnect() {} },
 });
 const { createApp } = await import("../src/app.js");
 
@@ -33,6 +35,7 @@ function fakePlotly() {
     react: async (el, data, layout) => { el.layout = layout; el.data = data; calls.push(["react", el.className, data, layout]); },
     relayout: async (el, update) => { Object.assign(el.layout, update); calls.push(["relayout", el.className, update]); },
     purge: (el) => calls.push(["purge", el.className]),
+    Plots: { resize: (el) => calls.push(["resize", el.className]) },
   };
 }
 

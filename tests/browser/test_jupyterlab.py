@@ -1,0 +1,110 @@
+"""The widget in a real JupyterLab, driven in Chromium: click to hook, views appear, hover links
+heatmap and image in the browser, click again to unhook, Python sees every change."""
+
+from __future__ import annotations
+
+import json
+
+from .conftest import ARTIFACTS
+from .lab import KERNEL_IDLE, run_cell
+
+ROW = '.layerscope-node[data-id="{}"] .layerscope-name'
+
+
+def open_quickstart(page, lab_url):
+    page.goto(f"{lab_url}/lab/tree/quickstart.ipynb")
+    page.wait_for_function(KERNEL_IDLE, timeout=120_000)
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    page.wait_for_selector(ROW.format("backbone.layer1"), timeout=120_000)
+    page.wait_for_function(KERNEL_IDLE, timeout=120_000)
+    # The quickstart's own cells hooked backbone.layer4.
+    page.wait_for_selector('[data-layerscope-drawn^="backbone.layer4|"]', timeout=60_000)
+
+
+def image_box(page):
+    raw = page.eval_on_selector(".layerscope-plot-image", "el => el.dataset.box || ''")
+    return json.loads(raw) if raw else None
+
+
+def test_click_hook_view_hover_unhook(page, lab_url):
+    open_quickstart(page, lab_url)
+    page.click(ROW.format("backbone.layer1"))
+    page.wait_for_selector('[data-layerscope-drawn^="backbone.layer1|"]', timeout=60_000)
+    assert page.is_visible('.layerscope-node.layerscope-hooked[data-id="backbone.layer1"]')
+    out = run_cell(page, "print(sorted(explorer.hooked_modules), explorer.selected_module)")
+    assert "['backbone.layer1', 'backbone.layer4'] backbone.layer1" in out
+
+    # Heatmap, aggregate and histogram are drawn by plotly, with data.
+    for plot in ("channel", "aggregate", "histogram", "image"):
+        page.wait_for_selector(f".layerscope-plot-{plot} .main-svg")
+    traces = page.eval_on_selector(".layerscope-plot-histogram", "el => el.data.length")
+    assert traces == 2  # whole layer and selected channel
+    z = page.eval_on_selector(".layerscope-plot-channel", "el => el.data[0].z.length")
+    assert z == 40  # backbone.layer1 at 160 px: 40 x 40 cells
+    assert page.locator(".layerscope-tile").count() == 16
+
+    # Hovering heatmap cells outlines their footprint on the image, and the outline moves.
+    page.locator(".layerscope-plot-channel").scroll_into_view_if_needed()
+    drag = page.locator(".layerscope-plot-channel .nsewdrag").first.bounding_box()
+    page.mouse.move(drag["x"] + drag["width"] * 0.2, drag["y"] + drag["height"] * 0.2)
+    page.wait_for_function("() => document.querySelector('.layerscope-plot-image').dataset.box")
+    first = image_box(page)
+    page.mouse.move(drag["x"] + drag["width"] * 0.8, drag["y"] + drag["height"] * 0.7)
+    page.wait_for_function(
+        "(b) => document.querySelector('.layerscope-plot-image').dataset.box !== b",
+        arg=json.dumps(first),
+    )
+    second = image_box(page)
+    assert second["x0"] > first["x0"] and second["y0"] > first["y0"]
+    shapes = page.eval_on_selector(".layerscope-plot-image", "el => el.layout.shapes.length")
+    assert shapes == 1
+    # The sample image is 512 px and layer1 is 40 cells: each footprint is 12.8 px wide.
+    assert abs((second["x1"] - second["x0"]) - 512 / 40) < 1e-6
+
+    # Hovering the image marks the matching cell in the heatmaps and shows the values there.
+    page.locator(".layerscope-plot-image").scroll_into_view_if_needed()
+    img = page.locator(".layerscope-plot-image .nsewdrag").first.bounding_box()
+    page.mouse.move(img["x"] + img["width"] * 0.5, img["y"] + img["height"] * 0.25)
+    page.wait_for_function(
+        "() => document.querySelector('.layerscope-plot-channel').layout.shapes.length === 1"
+    )
+    assert "channel" in page.inner_text(".layerscope-values")
+
+    page.screenshot(path=str(ARTIFACTS / "jupyterlab-light.png"), full_page=True)
+    page.evaluate(
+        "() => window.jupyterapp.commands.execute('apputils:change-theme', "
+        "{theme: 'JupyterLab Dark'})"
+    )
+    page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'")
+    page.wait_for_timeout(500)  # let the theme's CSS settle before the picture
+    page.screenshot(path=str(ARTIFACTS / "jupyterlab-dark.png"), full_page=True)
+    page.evaluate(
+        "() => window.jupyterapp.commands.execute('apputils:change-theme', "
+        "{theme: 'JupyterLab Light'})"
+    )
+
+    # Click again: the hook is gone, in the tree and in Python.
+    page.click(ROW.format("backbone.layer1"))
+    page.wait_for_selector('.layerscope-node:not(.layerscope-hooked)[data-id="backbone.layer1"]')
+    page.wait_for_function(KERNEL_IDLE)
+    out = run_cell(page, "print(sorted(explorer.hooked_modules))")
+    assert "['backbone.layer4']" in out
+
+
+def test_python_side_changes_reach_the_tree(page, lab_url):
+    open_quickstart(page, lab_url)
+    run_cell(page, "explorer.hooked_modules = ['classifier.0.convs.4', 'layer3']; print('ok')")
+    page.wait_for_selector('.layerscope-node.layerscope-hooked[data-id="classifier.0.convs.4"]')
+    error = page.inner_text(".layerscope-error")
+    assert "did you mean 'backbone.layer3'" in error
+    page.click(".layerscope-dismiss")
+    page.wait_for_selector(".layerscope-error[hidden]", state="attached")
+    # Keyboard: filter, move with the arrows, toggle with Enter.
+    page.fill(".layerscope-search", "layer2.0.conv1")
+    page.focus(".layerscope-tree")
+    for _ in range(4):
+        page.keyboard.press("ArrowDown")
+    focused = page.eval_on_selector(".layerscope-focus", "el => el.dataset.id")
+    assert focused == "backbone.layer2.0.conv1"
+    page.keyboard.press("Enter")
+    page.wait_for_selector('[data-layerscope-drawn^="backbone.layer2.0.conv1|"]', timeout=60_000)
