@@ -70,6 +70,9 @@ def test_hook_toggle_produces_views(explorer):
     mean = np.frombuffer(layer["aggregates"]["data"], np.float32).reshape(3, 16, 16)[0]
     assert np.allclose(mean, t.mean(0).numpy(), atol=1e-5)
     assert layer["stats"]["count"] == t.numel()
+    assert layer["rf"] == {"size": [427, 427], "stride": [8, 8], "padding": [213, 213]}
+    tree = {n["id"]: n for n in explorer._tree}
+    assert tree["backbone.layer1"]["rf"]["size"] == [35, 35]
     assert sum(layer["histogram"]["counts"]) == t.numel()
     assert explorer._error == ""
 

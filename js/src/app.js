@@ -4,7 +4,7 @@
 import { channelGrid, classLegend, h, select, slider, statsTable } from "./controls.js";
 import { COLORSCALES } from "./colors.js";
 import { dataUrl, decode, rows } from "./decode.js";
-import { cellAt, cellBox, overlayPlacement } from "./geometry.js";
+import { cellAt, cellBox, overlayPlacement, receptiveBox } from "./geometry.js";
 import { TreeView } from "./tree.js";
 import { heatmapFigure, histogramFigure, imageFigure } from "./views.js";
 
@@ -216,10 +216,21 @@ export function createApp({ model, el, plotly }) {
     return { z: rows(decodedLayer.aggregates, aggregateIndex()), name: model.get("aggregate"), opacity: model.get("overlay_opacity"), info };
   }
 
+  /**
+   * Outlines on the image for the hovered (or pinned) cell: its stride footprint (solid) and,
+   * when known, its full receptive field (dashed), both clipped to the image.
+   * @returns {Array<{box: import("./geometry.js").Box, color: string, dash?: string}>}
+   */
   function imageBoxes() {
     const info = linkInfo();
-    if (!info) return [];
-    return [hoverCell, pinnedCell].filter((c) => c !== null).map((c) => cellBox(info.g, info.size, info.pool, /** @type {any} */ (c).row, /** @type {any} */ (c).col));
+    const cell = hoverCell || pinnedCell;
+    if (!info || !cell) return [];
+    /** @type {Array<{box: import("./geometry.js").Box, color: string, dash?: string}>} */
+    const boxes = [{ box: cellBox(info.g, info.size, info.pool, cell.row, cell.col), color: "#ff3b30" }];
+    if (layer.rf) {
+      boxes.push({ box: receptiveBox(info.g, layer.rf, info.size, info.pool, cell.row, cell.col), color: "#ffcc00", dash: "dash" });
+    }
+    return boxes;
   }
 
   function drawImage() {
@@ -263,8 +274,9 @@ export function createApp({ model, el, plotly }) {
     }
     if (layer.histogram) {
       react(histPlot, histogramFigure({ layer: layer.histogram, channel: channel.histogram || null, channelName: `channel ${channel.channel}`, theme }));
+      const rf = layer.rf ? `receptive field ${layer.rf.size.map(Math.round).join("×")} px, stride ${layer.rf.stride.map((/** @type {number} */ v) => +v.toFixed(2)).join("×")}` : "";
       statsBox.replaceChildren(h("div", "layerscope-panel-title", `${layer.module || "model"} · ${layer.cls} · ${layer.shape ? layer.shape.join("×") : ""}`),
-        statsTable([["layer", layer.stats], ["channel", channel.stats]]));
+        h("div", "layerscope-muted", rf), statsTable([["layer", layer.stats], ["channel", channel.stats]]));
     }
     drawValues();
   }
@@ -339,7 +351,8 @@ export function createApp({ model, el, plotly }) {
       if ((/** @type {any} */ (p)).layout) plotly.relayout(p, { shapes: markShapes });
     }
     drawValues();
-    imagePlot.dataset.box = boxes.length ? JSON.stringify(boxes[0]) : "";
+    imagePlot.dataset.box = boxes.length ? JSON.stringify(boxes[0].box) : "";
+    imagePlot.dataset.receptiveBox = boxes.length > 1 ? JSON.stringify(boxes[1].box) : "";
   }
 
   // Linking, all in the browser: heatmap cell -> image footprint; image point -> cell.

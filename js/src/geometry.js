@@ -67,3 +67,31 @@ export function overlayPlacement(g, layerSize, pool) {
   const dx = (g.input_size[1] / layerSize[1]) * pool * g.scale[1];
   return { x0: g.offset[1] + dx / 2, y0: g.offset[0] + dy / 2, dx, dy };
 }
+
+/**
+ * Image-pixel box of the full receptive field of displayed cell (row, col), clipped to the
+ * image. `rf` is the layer's field in input pixels (size, stride, padding per axis); a pooled
+ * cell covers `pool` x `pool` layer units, so its field is their union.
+ * @param {Geometry} g
+ * @param {{size: number[], stride: number[], padding: number[]}} rf
+ * @param {number[]} layerSize
+ * @param {number} pool
+ * @param {number} row
+ * @param {number} col
+ * @returns {Box}
+ */
+export function receptiveBox(g, rf, layerSize, pool, row, col) {
+  const lastRow = Math.min(layerSize[0], (row + 1) * pool) - 1;
+  const lastCol = Math.min(layerSize[1], (col + 1) * pool) - 1;
+  const iy0 = row * pool * rf.stride[0] - rf.padding[0];
+  const ix0 = col * pool * rf.stride[1] - rf.padding[1];
+  const iy1 = lastRow * rf.stride[0] - rf.padding[0] + rf.size[0];
+  const ix1 = lastCol * rf.stride[1] - rf.padding[1] + rf.size[1];
+  const [h, w] = g.image_size;
+  return {
+    y0: Math.max(0, g.offset[0] + iy0 * g.scale[0]),
+    x0: Math.max(0, g.offset[1] + ix0 * g.scale[1]),
+    y1: Math.min(h, g.offset[0] + iy1 * g.scale[0]),
+    x1: Math.min(w, g.offset[1] + ix1 * g.scale[1]),
+  };
+}

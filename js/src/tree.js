@@ -3,7 +3,8 @@
 
 /**
  * @typedef {{id: string, name: string, cls: string, parent: string | null, children: string[],
- *   depth: number, params: number, total_params: number, shape: any, calls: number | null}} TreeNode
+ *   depth: number, params: number, total_params: number, shape: any, calls: number | null,
+ *   rf?: {size: number[], stride: number[], padding: number[]} | null}} TreeNode
  */
 
 /**
@@ -171,6 +172,9 @@ export class TreeView {
       if (n.calls === 0) {
         row.classList.add("layerscope-never");
         row.title = "never called in the forward pass (a container, or a branch not taken)";
+      } else if (n.rf) {
+        const [rh, rw] = n.rf.size.map(Math.round);
+        row.title = `${n.id || "model"}: receptive field ${rh}×${rw} px, effective stride ${n.rf.stride.map((v) => +v.toFixed(2)).join("×")}, padding ${n.rf.padding.map((v) => +v.toFixed(1)).join("×")}`;
       }
       const caret = document.createElement("span");
       caret.className = "layerscope-caret";

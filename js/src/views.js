@@ -45,7 +45,8 @@ export function boxShape(box, color, dash = "solid") {
  * @param {{imageUrl: string, size: number[], theme: Theme, title: string,
  *   overlay?: {z: number[][], placement: Placement, colorscale: string, opacity: number,
  *              zmin?: number, zmax?: number, name: string} | null,
- *   maskUrl?: string | null, maskOpacity?: number, boxes?: Box[]}} o
+ *   maskUrl?: string | null, maskOpacity?: number,
+ *   boxes?: Array<{box: Box, color: string, dash?: string}>}} o
  * @returns {Figure}
  */
 export function imageFigure(o) {
@@ -78,7 +79,7 @@ export function imageFigure(o) {
     images,
     xaxis: { range: [0, w], showgrid: false, zeroline: false, constrain: "domain", visible: false },
     yaxis: { range: [h, 0], showgrid: false, zeroline: false, scaleanchor: "x", visible: false },
-    shapes: (o.boxes || []).map((b, i) => boxShape(b, i === 0 ? "#ff3b30" : "#ffcc00")),
+    shapes: (o.boxes || []).map((b) => boxShape(b.box, b.color, b.dash)),
     hovermode: "closest",
   });
   return { data, layout };

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { lookupTable, parseColor } from "../src/colors.js";
 import { bytesOf, decode, rows } from "../src/decode.js";
-import { cellAt, cellBox, overlayPlacement } from "../src/geometry.js";
+import { cellAt, cellBox, overlayPlacement, receptiveBox } from "../src/geometry.js";
 import { filterTree, formatCount, formatShape, visibleRows } from "../src/tree.js";
 import { histogramFigure, imageFigure } from "../src/views.js";
 
@@ -53,6 +53,18 @@ test("cellAt inverts cellBox", () => {
   assert.deepEqual(p, { x0: 110, y0: 10, dx: 20, dy: 20 });
 });
 
+test("receptiveBox: the field of a cell through resize and pooling, clipped", () => {
+  // DeepLabV3 backbone.layer1 at 160 px on a 512 px image: r = 35, S = 4, P = 17.
+  const g2 = { image_size: [512, 512], input_size: [160, 160], scale: [3.2, 3.2], offset: [0, 0] };
+  const rf = { size: [35, 35], stride: [4, 4], padding: [17, 17] };
+  const b = receptiveBox(g2, rf, [40, 40], 1, 10, 20);
+  assert.deepEqual([b.y0, b.x0, b.y1, b.x1].map((v) => +v.toFixed(6)), [(40 - 17) * 3.2, (80 - 17) * 3.2, (40 - 17 + 35) * 3.2, (80 - 17 + 35) * 3.2].map((v) => +v.toFixed(6)));
+  const corner = receptiveBox(g2, rf, [40, 40], 1, 0, 0);
+  assert.equal(corner.y0, 0); // clipped: the field reaches into the padding
+  const pooled = receptiveBox(g2, rf, [40, 40], 2, 0, 0);
+  assert.equal(+((pooled.y1 / 3.2).toFixed(6)), 4 - 17 + 35); // two units: one stride further
+});
+
 const nodes = [
   { id: "", name: "Net", cls: "Net", parent: null, children: ["backbone", "head"], depth: 0, params: 0, total_params: 10, shape: null, calls: 1 },
   { id: "backbone", name: "backbone", cls: "Sequential", parent: "", children: ["backbone.0", "backbone.1"], depth: 1, params: 0, total_params: 8, shape: null, calls: 1 },
@@ -93,9 +105,10 @@ test("colour tables interpolate plotly's stops", () => {
 
 test("figures: image axes in pixels, histogram as fractions", () => {
   const theme = { font: "#000", grid: "#ccc", dark: false };
-  const fig = imageFigure({ imageUrl: "data:,", size: [300, 451], theme, title: "t", boxes: [{ y0: 1, x0: 2, y1: 3, x1: 4 }] });
+  const fig = imageFigure({ imageUrl: "data:,", size: [300, 451], theme, title: "t", boxes: [{ box: { y0: 1, x0: 2, y1: 3, x1: 4 }, color: "#f00" }, { box: { y0: 0, x0: 0, y1: 9, x1: 9 }, color: "#ff0", dash: "dash" }] });
   assert.deepEqual(fig.layout.yaxis.range, [300, 0]);
   assert.equal(fig.layout.shapes[0].x0, 2);
+  assert.equal(fig.layout.shapes[1].line.dash, "dash");
   const hist = histogramFigure({ layer: { counts: [1, 3], edges: [0, 1, 2] }, channel: null, channelName: "c", theme });
   assert.deepEqual(hist.data[0].y, [0.25, 0.75]);
   assert.deepEqual(hist.data[0].x, [0.5, 1.5]);

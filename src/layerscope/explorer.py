@@ -18,6 +18,7 @@ from .errors import LayerScopeError, close_matches
 from .models import PRESETS, load_preset
 from .nested import first_tensor
 from .preprocess import Preprocess, prepare_image
+from .receptive import ReceptiveFieldTracer
 from .tree import module_tree
 from .widget import LayerScopeWidget
 
@@ -192,10 +193,16 @@ class Explorer(LayerScopeWidget):
             self._status = {"state": "running", "done": done, "total": total}
 
     def _first_run(self) -> None:
-        acts = self._capture([""], "first forward")
+        # One complete forward: learns the execution order and every output's shape, follows
+        # the receptive fields, and gives the model's output (the predicted mask).
+        with ReceptiveFieldTracer(self.model, self.inputs) as tracer:
+            acts = self._capture([""], "first forward")
+        self.receptive_fields = tracer.fields
         counts = self._capturer.known_call_counts(self.inputs)
         shapes = self._capturer.known_shapes(self.inputs)
-        self._tree = module_tree(self.model, call_counts=counts, shapes=shapes)
+        self._tree = module_tree(
+            self.model, call_counts=counts, shapes=shapes, receptive=self.receptive_fields
+        )
         logits = first_tensor(acts[""])
         n = len(self.class_names)
         if logits is not None and logits.dim() == 4 and n and logits.shape[1] == n:
@@ -260,6 +267,7 @@ class Explorer(LayerScopeWidget):
                     f"{name} ran {len(calls)} time(s): call {call} does not exist"
                 )
             cls = type(dict(self.model.named_modules())[name]).__name__
+            rf = self.receptive_fields.get(name) if call == 0 else None
             layer = payload.layer_payload(
                 name,
                 cls,
@@ -269,6 +277,7 @@ class Explorer(LayerScopeWidget):
                 topk=self._topk,
                 bins=self._bins,
             )
+            layer["rf"] = rf.to_json() if rf is not None else None
             self._layer = layer
             channel = self.selected_channel
             if layer["kind"] != "maps":

@@ -8,6 +8,7 @@ from typing import Any
 from torch import nn
 
 from .activations import Activations
+from .receptive import ReceptiveField
 
 __all__ = ["module_tree"]
 
@@ -18,6 +19,7 @@ def module_tree(
     *,
     call_counts: Mapping[str, int] | None = None,
     shapes: Mapping[str, Any] | None = None,
+    receptive: Mapping[str, ReceptiveField] | None = None,
 ) -> list[dict[str, Any]]:
     """One node per module of ``model.named_modules()``, in pre-order (parents first).
 
@@ -26,7 +28,8 @@ def module_tree(
     parameters), ``total_params`` (with its children's), ``shape`` (the output structure seen
     in ``acts`` or given in ``shapes``, else None) and ``calls`` (calls per forward when
     known, else None;
-    0 means the module never runs, like DeepLabV3's ``classifier.0.convs`` ModuleList)."""
+    0 means the module never runs, like DeepLabV3's ``classifier.0.convs`` ModuleList) and
+    ``rf`` (its output's receptive field, when given in ``receptive``)."""
     shapes = {**(shapes or {}), **(acts.shapes() if acts is not None else {})}
     counts = dict(call_counts or {})
     if acts is not None:
@@ -47,6 +50,7 @@ def module_tree(
             "total_params": own,
             "shape": shapes.get(name),
             "calls": counts.get(name, 0 if call_counts is not None else None),
+            "rf": receptive[name].to_json() if receptive and name in receptive else None,
         }
         nodes.append(node)
         index[name] = node

@@ -24,6 +24,16 @@ def lab_url(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def notebook_url(tmp_path_factory):
+    """A server of its own for Notebook 7: JupyterLab's saved workspace in a shared server makes
+    Notebook 7 try to restore JupyterLab-only commands."""
+    home = tmp_path_factory.mktemp("notebook7")
+    env = {"LAYERSCOPE_WEIGHTS": "none", "LAYERSCOPE_IMAGE_SIZE": "160"}
+    with jupyter_server(home, env) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
 def browser():
     from playwright.sync_api import sync_playwright
 
@@ -41,7 +51,7 @@ def page(browser):
     context = browser.new_context(viewport={"width": 1500, "height": 1100})
     page = context.new_page()
     problems: list[str] = []
-    page.on("pageerror", lambda exc: problems.append(f"pageerror: {exc}"))
+    page.on("pageerror", lambda exc: problems.append(f"pageerror: {exc} | {exc.stack[:300]}"))
     page.on(
         "console",
         lambda msg: (
@@ -49,7 +59,9 @@ def page(browser):
         ),
     )
     page.problems = problems
+    page.forgive = []  # (substring, substring) pairs a test may name for another project's bug
     ARTIFACTS.mkdir(exist_ok=True)
     yield page
     context.close()
-    assert not problems, "\n".join(problems)
+    left = [p for p in problems if not any(a in p and b in p for a, b in page.forgive)]
+    assert not left, "\n".join(left)

@@ -31,8 +31,8 @@ def free_port() -> int:
 
 
 @contextmanager
-def jupyter_server(home: Path, env_extra: dict[str, str], app: str = "lab") -> Iterator[str]:
-    """Start ``jupyter lab`` (or ``notebook``) serving ``home/work``; yield its base URL."""
+def jupyter_server(home: Path, env_extra: dict[str, str]) -> Iterator[str]:
+    """Start ``jupyter lab`` serving ``home/work``; yield its base URL."""
     work = home / "work"
     work.mkdir(parents=True, exist_ok=True)
     for nb in NOTEBOOKS.glob("*.ipynb"):
@@ -50,14 +50,14 @@ def jupyter_server(home: Path, env_extra: dict[str, str], app: str = "lab") -> I
     env.update(env_extra)
     port = free_port()
     cmd = [
-        str(Path(sys.executable).parent / "jupyter"), app, "--no-browser",
+        str(Path(sys.executable).parent / "jupyter"), "lab", "--no-browser",
         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--IdentityProvider.token=",
         "--ServerApp.password=", "--ServerApp.disable_check_xsrf=True",
         f"--ServerApp.root_dir={work}", "--ServerApp.allow_root=True",
         "--LabApp.expose_app_in_browser=True",
+        # The same server also serves Notebook 7 (/notebooks/...); expose its app as well.
+        "--JupyterNotebookApp.expose_app_in_browser=True",
     ]  # fmt: skip
-    if app == "notebook":
-        cmd[-1] = "--JupyterNotebookApp.expose_app_in_browser=True"
     log = open(home / "server.log", "w")
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

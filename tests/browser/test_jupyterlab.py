@@ -56,10 +56,15 @@ def test_click_hook_view_hover_unhook(page, lab_url):
     )
     second = image_box(page)
     assert second["x0"] > first["x0"] and second["y0"] > first["y0"]
-    shapes = page.eval_on_selector(".layerscope-plot-image", "el => el.layout.shapes.length")
-    assert shapes == 1
     # The sample image is 512 px and layer1 is 40 cells: each footprint is 12.8 px wide.
     assert abs((second["x1"] - second["x0"]) - 512 / 40) < 1e-6
+    # Its receptive field (35 px of the 160 px input, dashed) contains the footprint.
+    field = json.loads(
+        page.eval_on_selector(".layerscope-plot-image", "el => el.dataset.receptiveBox")
+    )
+    assert field["x0"] <= second["x0"] and field["x1"] >= second["x1"]
+    assert field["x1"] - field["x0"] <= 35 * 512 / 160 + 1e-6
+    assert page.eval_on_selector(".layerscope-plot-image", "el => el.layout.shapes.length") == 2
 
     # Hovering the image marks the matching cell in the heatmaps and shows the values there.
     page.locator(".layerscope-plot-image").scroll_into_view_if_needed()
@@ -108,3 +113,20 @@ def test_python_side_changes_reach_the_tree(page, lab_url):
     assert focused == "backbone.layer2.0.conv1"
     page.keyboard.press("Enter")
     page.wait_for_selector('[data-layerscope-drawn^="backbone.layer2.0.conv1|"]', timeout=60_000)
+
+
+def test_notebook7(page, notebook_url):
+    # Notebook 7.6's own start-up raises this once for any notebook, with or without
+    # LayerScope (seen with a notebook holding no widget): forgive exactly that one.
+    page.forgive.append(("reading 'schema'", "notebook_core"))
+    page.goto(f"{notebook_url}/notebooks/quickstart.ipynb")
+    page.wait_for_function(KERNEL_IDLE, timeout=120_000)
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    page.wait_for_selector('[data-layerscope-drawn^="backbone.layer4|"]', timeout=120_000)
+    page.wait_for_function(KERNEL_IDLE, timeout=120_000)
+    page.click(ROW.format("backbone.layer2"))
+    page.wait_for_selector('[data-layerscope-drawn^="backbone.layer2|"]', timeout=60_000)
+    page.wait_for_selector(".layerscope-plot-channel .main-svg")
+    page.screenshot(path=str(ARTIFACTS / "notebook7.png"))
+    out = run_cell(page, "print(sorted(explorer.hooked_modules))")
+    assert "['backbone.layer2', 'backbone.layer4']" in out

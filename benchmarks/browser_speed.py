@@ -1,0 +1,125 @@
+"""Click-to-view latency in a real JupyterLab (Chromium, Playwright), bundle and notebook size.
+
+    .venv/bin/python benchmarks/browser_speed.py            # DeepLabV3-ResNet50 at 520 px
+
+Random weights (speed does not depend on their values). Times are measured in the page, from the
+click to the moment the widget has drawn the new views (its ``data-layerscope-drawn`` mark)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from browser.lab import CHROMIUM, CHROMIUM_ARGS, KERNEL_IDLE, jupyter_server, run_cell  # noqa: E402
+
+CLICK_TO_DRAWN = """async (id) => {
+  const row = document.querySelector(`.layerscope-node[data-id="${id}"] .layerscope-name`);
+  const host = document.querySelector('[data-layerscope-drawn]');
+  const t0 = performance.now();
+  const drawn = new Promise((resolve) => {
+    const obs = new MutationObserver(() => {
+      if (host.dataset.layerscopeDrawn.startsWith(id + '|')) { obs.disconnect(); resolve(); }
+    });
+    obs.observe(host, {attributes: true, attributeFilter: ['data-layerscope-drawn']});
+  });
+  row.click();
+  await drawn;
+  await new Promise((r) => requestAnimationFrame(() => r()));  // the frame is painted
+  return performance.now() - t0;
+}"""
+
+TOGGLE_OFF = """(id) => document.querySelector(
+  `.layerscope-node[data-id="${id}"] .layerscope-name`).click()"""
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--reps", type=int, default=5)
+    args = p.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    results: dict[str, float | str] = {}
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        jupyter_server(Path(tmp), {"LAYERSCOPE_WEIGHTS": "none"}) as url,
+        sync_playwright() as pw,
+    ):
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 1100})
+        page.goto(f"{url}/lab/tree/quickstart.ipynb")
+        page.wait_for_function(KERNEL_IDLE, timeout=120_000)
+        page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+        page.wait_for_selector('[data-layerscope-drawn^="backbone.layer4|"]', timeout=180_000)
+        page.wait_for_function(KERNEL_IDLE, timeout=180_000)
+        out = run_cell(
+            page,
+            "import time, statistics, torch\n"
+            "def _fwd():\n"
+            "    t = time.perf_counter()\n"
+            "    with torch.no_grad():\n"
+            "        explorer.model(explorer.inputs)\n"
+            "    return time.perf_counter() - t\n"
+            "_fwd()\n"
+            f"print(statistics.median(_fwd() for _ in range({args.reps})))",
+        )
+        forward_ms = float(out.strip().splitlines()[-1]) * 1000
+
+        def idle():
+            page.wait_for_function(KERNEL_IDLE, timeout=120_000)
+
+        # A module captured before: unhook it, click it again.
+        cached = []
+        page.evaluate(CLICK_TO_DRAWN, "backbone.layer3")
+        idle()
+        for _ in range(args.reps):
+            page.evaluate(TOGGLE_OFF, "backbone.layer3")
+            idle()
+            cached.append(page.evaluate(CLICK_TO_DRAWN, "backbone.layer3"))
+            idle()
+        # A new early module: nothing cached, the execution order known from the first run.
+        early = []
+        for _ in range(args.reps):
+            page.evaluate(TOGGLE_OFF, "backbone.layer1") if early else None
+            idle()
+            run_cell(page, "explorer._capturer.clear_cache(); print('cleared')")
+            early.append(page.evaluate(CLICK_TO_DRAWN, "backbone.layer1"))
+            idle()
+        browser.close()
+
+    results["full forward in the kernel (ms)"] = round(forward_ms, 1)
+    results["click on a captured module -> drawn (ms, median)"] = round(
+        statistics.median(cached), 1
+    )
+    med = statistics.median(early)
+    results["click on new backbone.layer1 -> drawn (ms, median)"] = round(med, 1)
+    results["  as a fraction of a full forward"] = f"{med / forward_ms:.3f}x"
+    static = ROOT / "src" / "layerscope" / "static"
+    results["JS bundle widget.js (MB)"] = round((static / "widget.js").stat().st_size / 1e6, 3)
+    results["saved quickstart with widget state (MB)"] = round(saved_notebook_mb(), 3)
+    print("DeepLabV3-ResNet50, 520 px, random weights, JupyterLab + Chromium (headless)")
+    for k, v in results.items():
+        print(f"{k:52s} {v}")
+
+
+def saved_notebook_mb() -> float:
+    """Run the quickstart headless with widget state stored, as a saved notebook would be."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(ROOT / "example_notebooks" / "quickstart.ipynb", as_version=4)
+    env = dict(os.environ, LAYERSCOPE_WEIGHTS="none")
+    NotebookClient(nb, timeout=600, kernel_name="python3", store_widget_state=True).execute(env=env)
+    with tempfile.NamedTemporaryFile(suffix=".ipynb", delete=False) as f:
+        nbformat.write(nb, f.name)
+        return Path(f.name).stat().st_size / 1e6
+
+
+if __name__ == "__main__":
+    main()

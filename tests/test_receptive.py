@@ -1,0 +1,66 @@
+"""Receptive fields: the paper's published figures, and the support of an input gradient."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+
+from conftest import build_deeplab
+from layerscope.receptive import receptive_fields
+
+
+@pytest.mark.parametrize(
+    "builder, module, size, stride, padding",
+    [
+        # Araujo et al., Distill 2019, table of receptive fields: vgg_16 r=212, S=32, P=90.
+        (torchvision.models.vgg16, "features.30", 212, 32, 90),
+        # alexnet_v2: r=195, S=32 (torchvision's first conv pads 2, so P differs from the table).
+        (torchvision.models.alexnet, "features.12", 195, 32, 66),
+    ],
+)
+def test_published_figures(builder, module, size, stride, padding):
+    fields = receptive_fields(builder().eval(), torch.randn(1, 3, 224, 224))
+    rf = fields[module]
+    assert rf.size == (size, size) and rf.stride == (stride, stride)
+    assert rf.padding == (padding, padding)
+
+
+def test_resnet50_and_dilation_keep_the_field():
+    # torchvision's ResNet-50 (strides in the first block of each stage) ends at r=427, S=32;
+    # DeepLabV3 swaps layer3/4's strides for dilation: the same r at output stride 8.
+    plain = receptive_fields(torchvision.models.resnet50().eval(), torch.randn(1, 3, 224, 224))
+    deeplab = receptive_fields(build_deeplab(), torch.randn(1, 3, 96, 96))
+    assert plain["layer4"].size == (427, 427) and plain["layer4"].stride == (32, 32)
+    assert deeplab["backbone.layer4"].size == (427, 427)
+    assert deeplab["backbone.layer4"].stride == (8, 8)
+    # ASPP: the dilated branches see further, the pooling branch sees the whole map.
+    assert deeplab["classifier.0.convs.3"].size[0] > deeplab["classifier.0.convs.1"].size[0]
+    pooled = deeplab["classifier.0.convs.4"].box(0, 0)
+    assert pooled[0] <= 0 and pooled[2] >= 96
+
+
+@pytest.mark.parametrize(
+    "module, unit",
+    [("backbone.maxpool", (20, 20)), ("backbone.layer1", (20, 20)),
+     ("backbone.layer2", (10, 10)), ("backbone.layer3.0.conv2", (10, 10))],
+)  # fmt: skip
+def test_matches_the_support_of_the_input_gradient(module, unit):
+    model = build_deeplab()
+    x = torch.randn(1, 3, 160, 160)
+    rf = receptive_fields(model, x)[module]
+    seen = {}
+    handle = dict(model.named_modules())[module].register_forward_hook(
+        lambda m, a, out: seen.setdefault("out", out)
+    )
+    xi = x.clone().requires_grad_(True)
+    try:
+        model(xi)
+    finally:
+        handle.remove()
+    seen["out"][0, :, unit[0], unit[1]].sum().backward()
+    rows, cols = torch.nonzero(xi.grad[0].abs().sum(0), as_tuple=True)
+    y0, x0, y1, x1 = rf.box(*unit)
+    # The gradient reaches exactly the analytic field (end exclusive), inside the image.
+    assert (rows.min().item(), rows.max().item() + 1) == (max(0, y0), min(160, y1))
+    assert (cols.min().item(), cols.max().item() + 1) == (max(0, x0), min(160, x1))
