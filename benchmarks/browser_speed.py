@@ -88,7 +88,12 @@ def main() -> None:
         for _ in range(args.reps):
             page.evaluate(TOGGLE_OFF, "backbone.layer1") if early else None
             idle()
-            run_cell(page, "explorer._capturer.clear_cache(); print('cleared')")
+            # Forget layer1 only: the other hooked modules stay captured, as in real use.
+            run_cell(
+                page,
+                "explorer._capturer.clear_cache(); explorer._calls.clear(); "
+                "explorer.activations; print('cleared')",
+            )
             early.append(page.evaluate(CLICK_TO_DRAWN, "backbone.layer1"))
             idle()
         browser.close()

@@ -123,13 +123,20 @@ def test_payload_stays_small_for_a_2048_channel_layer():
 
 def test_figures_export_what_is_shown(explorer):
     explorer.hooked_modules = ["backbone.layer2"]
-    for view in VIEWS:
+    for view in set(VIEWS) - {"vector", "gradcam"}:
         fig = explorer.figure(view)
         assert isinstance(fig, go.Figure) and fig.data or fig.layout.images, view
     z = np.asarray(explorer.figure("channel").data[0].z)
     assert np.allclose(z, explorer.activations["backbone.layer2"][0, explorer.selected_channel])
     with pytest.raises(ls.LayerScopeError, match="unknown view"):
         explorer.figure("3d")
+    with pytest.raises(ls.LayerScopeError, match="not a vector"):
+        explorer.figure("vector")
+    with pytest.raises(ls.LayerScopeError, match="no Grad-CAM"):
+        explorer.figure("gradcam")
+    explorer.overlay = "gradcam"
+    assert explorer.figure("gradcam").data[0].z is not None
+    explorer.overlay = "aggregate"
 
 
 def test_custom_model_and_constructor_errors():
@@ -146,7 +153,8 @@ def test_custom_model_and_constructor_errors():
     torch.manual_seed(0)
     ex = Explorer(Tiny(), np.zeros((40, 60, 3), np.uint8), hooked_modules=["features.0", "head"])
     assert ex._segmentation == {}
-    assert ex.selected_module == "head" and ex._layer["kind"] == "values"
+    assert ex.selected_module == "head" and ex._layer["kind"] == "vector"
+    assert ex._layer["top_label"] is None and ex.figure("vector").data[0].orientation == "h"
     ex.selected_module = "features.0"
     assert ex._layer["map_size"] == [19, 29]
     with pytest.raises(TypeError, match="did you mean 'hooked_modules'"):

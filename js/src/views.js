@@ -115,7 +115,8 @@ export function heatmapFigure(o) {
 /**
  * Value histograms of the whole layer and of the selected channel, as fractions of values.
  * @param {{layer: {counts: number[], edges: number[]},
- *   channel?: {counts: number[], edges: number[]} | null, channelName: string, theme: Theme}} o
+ *   channel?: {counts: number[], edges: number[]} | null, channelName: string, theme: Theme,
+ *   title?: string, name?: string}} o
  * @returns {Figure}
  */
 export function histogramFigure(o) {
@@ -133,9 +134,9 @@ export function histogramFigure(o) {
       hovertemplate: "%{x:.3g}: %{y:.2%}<extra>" + name + "</extra>",
     };
   };
-  const data = [bars(o.layer, "whole layer", "#4c78a8")];
+  const data = [bars(o.layer, o.name || "whole layer", "#4c78a8")];
   if (o.channel) data.push(bars(o.channel, o.channelName, "#f58518"));
-  const layout = baseLayout(o.theme, "Value histogram");
+  const layout = baseLayout(o.theme, o.title || "Value histogram");
   Object.assign(layout, {
     barmode: "overlay", bargap: 0,
     yaxis: { type: "log", tickformat: "~%", gridcolor: o.theme.grid, title: { text: "fraction" } },
@@ -143,4 +144,25 @@ export function histogramFigure(o) {
     legend: { orientation: "h", y: -0.18 },
   });
   return { data, layout };
+}
+
+/**
+ * Horizontal bars of a vector's top entries (class logits, pooled features), best on top.
+ * @param {{labels: string[], values: number[], title: string, theme: Theme, hover?: string[]}} o
+ * @returns {Figure}
+ */
+export function barFigure(o) {
+  const layout = baseLayout(o.theme, o.title);
+  Object.assign(layout, {
+    yaxis: { autorange: "reversed", automargin: true, gridcolor: o.theme.grid },
+    xaxis: { gridcolor: o.theme.grid, zeroline: true },
+    margin: { l: 120, r: 8, t: 28, b: 28 },
+  });
+  return {
+    data: [{
+      type: "bar", orientation: "h", y: o.labels, x: o.values, marker: { color: "#4c78a8" },
+      text: o.hover, hovertemplate: "%{y}: %{x:.4g}<br>%{text}<extra></extra>",
+    }],
+    layout,
+  };
 }

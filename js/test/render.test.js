@@ -4,14 +4,16 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { JSDOM } from "jsdom";
 
-const dom = new JSDOM("<!doctype html><body></body>");
+const dom = new JSDOM("<!doctype html><body></body>", { pretendToBeVisual: true });
 Object.assign(globalThis, {
   window: dom.window, document: dom.window.document, getComputedStyle: dom.window.getComputedStyle,
   MutationObserver: dom.window.MutationObserver, HTMLElement: dom.window.HTMLElement,
+  requestAnimationFrame: dom.window.requestAnimationFrame, cancelAnimationFrame: dom.window.cancelAnimationFrame,
   // jsdom has no layout: a ResizeObserver that never fires.
   ResizeObserver: class { observe() {} disconnect() {} },
 });
 const { createApp } = await import("../src/app.js");
+const nextFrame = () => new Promise((resolve) => dom.window.requestAnimationFrame(() => resolve()));
 
 function fakeModel(state) {
   const listeners = new Map();
@@ -63,7 +65,7 @@ function baseState() {
       histogram: { counts: [1, 3], edges: [0, 1, 2] },
       stats: { mean: 0.5, std: 0.1, min: 0, max: 1, zero_fraction: 0.25, count: 8 },
     },
-    channelAfterCapture: { channel: 1, map: { ...f32([0, 1, 2, 3]), shape: [2, 2] }, histogram: { counts: [2, 2], edges: [0, 1, 2] }, stats: { mean: 1.5, std: 1, min: 0, max: 3, zero_fraction: 0.25, count: 4 } },
+    channelAfterCapture: { module: "conv", call: 0, channel: 1, map: { ...f32([0, 1, 2, 3]), shape: [2, 2] }, histogram: { counts: [2, 2], edges: [0, 1, 2] }, stats: { mean: 1.5, std: 1, min: 0, max: 3, zero_fraction: 0.25, count: 4 } },
   };
 }
 
@@ -74,6 +76,7 @@ test("renders the tree as text, toggles hooks, draws views and cleans up", async
   const el = document.createElement("div");
   document.body.append(el);
   const cleanup = createApp({ model, el, plotly });
+  await nextFrame();
 
   const rows = el.querySelectorAll(".layerscope-node");
   assert.equal(rows.length, 3);
@@ -94,6 +97,8 @@ test("renders the tree as text, toggles hooks, draws views and cleans up", async
   model.emit("change:hooked_modules");
   model.emit("change:_layer");
   model.emit("change:_channel");
+  await nextFrame();
+  assert.match(el.dataset.layerscopeDrawn, /^conv\|1\|/);
   const drawn = new Set(plotly.calls.filter((c) => c[0] === "react").map((c) => c[1]));
   for (const name of ["layerscope-plot-image", "layerscope-plot-channel", "layerscope-plot-aggregate", "layerscope-plot-histogram"]) {
     assert.ok([...drawn].some((d) => d.includes(name)), name);
@@ -109,6 +114,7 @@ test("renders the tree as text, toggles hooks, draws views and cleans up", async
   const handlers = {};
   for (const p of [channelPlot, imagePlot]) p.on = (name, fn) => (handlers[`${p.className}:${name}`] = fn);
   model.emit("change:_layer"); // binds events now that `.on` exists
+  await nextFrame();
   handlers[`${channelPlot.className}:plotly_hover`]({ points: [{ x: 1, y: 0 }] });
   assert.deepEqual(JSON.parse(imagePlot.dataset.box), { y0: 0, x0: 2, y1: 2, x1: 4 });
   handlers[`${imagePlot.className}:plotly_hover`]({ points: [{ x: 0.5, y: 3.5 }] });
@@ -121,6 +127,7 @@ test("renders the tree as text, toggles hooks, draws views and cleans up", async
   assert.equal(state.selected_channel, 0);
   state._error = "LayerScopeError: channel 9 is out of range";
   model.emit("change:_error");
+  await nextFrame();
   assert.match(el.querySelector(".layerscope-error").textContent, /out of range/);
 
   // Keyboard: arrows move, Enter toggles.
@@ -139,12 +146,30 @@ test("renders the tree as text, toggles hooks, draws views and cleans up", async
   assert.equal(el.children.length, 0);
 });
 
-test("search filters the tree", () => {
+test("search filters the tree", async () => {
   const model = fakeModel(baseState());
   const el = document.createElement("div");
   createApp({ model, el, plotly: fakePlotly() });
+  await nextFrame();
   const search = el.querySelector(".layerscope-search");
   search.value = "conv2d";
   search.dispatchEvent(new window.Event("input"));
   assert.deepEqual([...el.querySelectorAll(".layerscope-node")].map((r) => r.dataset.id), ["", "conv"]);
+});
+
+test("views of a new layer count as drawn only once its channel has arrived", async () => {
+  const state = baseState();
+  const model = fakeModel(state);
+  const el = document.createElement("div");
+  createApp({ model, el, plotly: fakePlotly() });
+  state._layer = state.layerAfterCapture;
+  state._channel = { ...state.channelAfterCapture, module: "other" };
+  model.emit("change:_layer");
+  model.emit("change:_channel");
+  await nextFrame();
+  assert.ok(!(el.dataset.layerscopeDrawn || "").startsWith("conv|"));
+  state._channel = state.channelAfterCapture;
+  model.emit("change:_channel");
+  await nextFrame();
+  assert.match(el.dataset.layerscopeDrawn, /^conv\|1\|/);
 });

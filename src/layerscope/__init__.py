@@ -6,34 +6,44 @@
 
 from .activations import Activations, MemoryReport
 from .capture import Capturer, capture, resolve_modules
+from .compare import Comparison, compare_images, compare_models
 from .errors import CaptureError, ImageError, LayerScopeError, UnknownModuleError
 from .explorer import Explorer
+from .gradients import GradCam, grad_cam
 from .images import load_image, sample_image
 from .models import Preset, load_preset
 from .nested import Dropped
 from .preprocess import PreparedImage, Preprocess, prepare_image
+from .receptive import ReceptiveField, receptive_fields
 from .store import DEFAULT_MEMORY_BUDGET
 from .tree import module_tree
 
 __all__ = [
     "Activations",
     "CaptureError",
+    "Comparison",
     "Capturer",
     "DEFAULT_MEMORY_BUDGET",
     "Dropped",
     "Explorer",
+    "GradCam",
     "ImageError",
     "LayerScopeError",
     "MemoryReport",
     "PreparedImage",
     "Preprocess",
     "Preset",
+    "ReceptiveField",
     "UnknownModuleError",
     "capture",
+    "compare_images",
+    "compare_models",
+    "grad_cam",
     "load_image",
     "load_preset",
     "module_tree",
     "prepare_image",
+    "receptive_fields",
     "resolve_modules",
     "sample_image",
 ]

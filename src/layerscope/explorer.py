@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -13,8 +14,12 @@ from torch import nn
 
 from . import payload
 from .activations import Activations
+from .attribution import explorer_grad_cam, gradcam_payload
 from .capture import Capturer, resolve_modules
+from .compare import Comparison, compare_images, compare_models
 from .errors import LayerScopeError, close_matches
+from .gradients import GradCam
+from .images import SAMPLE_IMAGES, sample_image
 from .models import PRESETS, load_preset
 from .nested import first_tensor
 from .preprocess import Preprocess, prepare_image
@@ -120,25 +125,28 @@ class Explorer(LayerScopeWidget):
         self.model = model
         self.class_names = list(class_names or [])
         self._capturer = Capturer(model, memory_budget=memory_budget)
-        if image is None:
-            from .images import sample_image
-
-            image = sample_image()
-        self.prepared = prepare_image(image, preprocess)
+        self._preprocess = preprocess
         self._last_progress = 0.0
-        self._acts: Activations | None = None
+        self._calls: dict[str, list[Any]] = {}  # hooked module -> its outputs, call by call
         self._scores: torch.Tensor | None = None
+        self._output_size: tuple[int, ...] | None = None
         self._notice, self._title = notice, title
-        self._image = {
-            "jpeg": payload.jpeg(self.prepared.image),
-            "size": [self.prepared.image.height, self.prepared.image.width],
-        }
-        self._geometry = self.prepared.geometry.to_json()
+        self._samples = sorted(SAMPLE_IMAGES)
+        if image is None:
+            image, self.image_name = sample_image(), "astronaut"
+        else:
+            self.image_name = image if isinstance(image, str) and image in SAMPLE_IMAGES else ""
+        self._prepare(image)
         self._first_run()
+        self.observe(self._on_image_name, "image_name")
+        self.observe(self._on_upload, "_upload")
         self.observe(self._on_hooked, "hooked_modules")
-        self.observe(self._on_selected, ["selected_module", "selected_call"])
+        self.observe(self._on_selected, ["selected_module", "selected_call", "selected_frame"])
         self.observe(self._on_channel, "selected_channel")
         self.observe(self._on_class, "selected_class")
+        self.observe(
+            self._on_gradcam, ["overlay", "selected_class", "gradcam_region", "selected_module"]
+        )
         names = list(hooked_modules)
         if names:
             self.hooked_modules = names
@@ -167,6 +175,114 @@ class Explorer(LayerScopeWidget):
 
     def unhook(self, *names: str) -> None:
         self.hooked_modules = [n for n in self.hooked_modules if n not in names]
+
+    def grad_cam(
+        self,
+        module: str | None = None,
+        target_class: int | None = None,
+        region: list[float] | None = None,
+    ) -> GradCam:
+        """Grad-CAM at ``module`` (default: the selected one) for ``target_class`` (default:
+        the class picked in the legend, else the largest predicted one), summed over the
+        class's predicted pixels or over ``region``, an image-pixel box (y0, x0, y1, x1)."""
+        return explorer_grad_cam(self, module, target_class, region)
+
+    def set_image(self, image: Any, name: str = "") -> None:
+        """Show another image: a path, PIL image, array, tensor or the bytes of an image file.
+        The first forward and the hooked captures run again (progress shown in the widget)."""
+        self._prepare(image)
+        self._calls = {}
+        self._first_run()
+        for module in self.hooked_modules:
+            self._outputs(module)
+        with self.hold_sync():
+            self.set_trait("image_name", name)
+            self._on_selected(None)
+            self._on_gradcam(None)
+
+    def _prepare(self, image: Any) -> None:
+        self.prepared = prepare_image(image, self._preprocess)
+        self._image = {
+            "jpeg": payload.jpeg(self.prepared.image),
+            "size": [self.prepared.image.height, self.prepared.image.width],
+        }
+        self._geometry = self.prepared.geometry.to_json()
+
+    def _on_image_name(self, change: Any) -> None:
+        def run() -> None:
+            name = change["new"]
+            if name in SAMPLE_IMAGES:
+                self.set_image(sample_image(name), name)
+
+        self._guard(run)
+
+    def _on_upload(self, change: Any) -> None:
+        def run() -> None:
+            upload = change["new"] or {}
+            if upload.get("data") is None:
+                return
+            self.set_image(bytes(upload["data"]), str(upload.get("name", "uploaded image")))
+
+        self._guard(run)
+
+    def compare(
+        self,
+        image: Any = None,
+        model: nn.Module | None = None,
+        module: str | None = None,
+        channel: int | str | None = None,
+    ) -> Comparison:
+        """The selected module's selected channel (or ``channel``; ``"aggregate"`` for the
+        aggregate map) for this image against ``image``, or through this model against
+        ``model``. Returns a :class:`~layerscope.compare.Comparison`; ``.figure()`` draws A, B
+        and A - B on shared scales."""
+        name = module or self.selected_module
+        if not name:
+            raise LayerScopeError("no module selected: hook one, or pass module=")
+        if channel == "aggregate":
+            ch = None
+        elif channel is None:
+            ch = self.selected_channel if name == self.selected_module else None
+        else:
+            ch = int(channel)
+        if (image is None) == (model is None):
+            raise LayerScopeError("pass either image= (another image) or model= (another model)")
+        if image is not None:
+            return compare_images(
+                self.model,
+                self.prepared.image,
+                image,
+                name,
+                preprocess=self._fixed_size_preprocess(),
+                channel=ch,
+                aggregate=self.aggregate,
+                labels=(self.image_name or "this image", "other image"),
+            )
+        return compare_models(
+            self.model,
+            model,
+            self.prepared.image,
+            name,
+            preprocess=self._preprocess,
+            channel=ch,
+            aggregate=self.aggregate,
+            labels=("this model", "other model"),
+        )
+
+    def _fixed_size_preprocess(self) -> Any:
+        """This explorer's preprocessing with both sides fixed, so two images line up."""
+        pre = self._preprocess
+        if isinstance(pre, Preprocess) and not pre.crop:
+            h, w = self.prepared.geometry.input_size
+            return Preprocess(resize=(h, w), mean=pre.mean, std=pre.std)
+        return pre
+
+    def to_html(self, path: str | Path) -> Path:
+        """Write a single self-contained HTML file (plotly.js inlined, no network needed) with
+        the image, the prediction and every hooked module's views, still interactive."""
+        from .export import explorer_html
+
+        return explorer_html(self, path)
 
     def figure(self, view: str = "overlay") -> Any:
         """The shown view as a ``plotly.graph_objects.Figure``: ``"overlay"``, ``"channel"``,
@@ -204,6 +320,9 @@ class Explorer(LayerScopeWidget):
             self.model, call_counts=counts, shapes=shapes, receptive=self.receptive_fields
         )
         logits = first_tensor(acts[""])
+        self._output_size = (
+            tuple(logits.shape[-2:]) if logits is not None and logits.dim() == 4 else None
+        )
         n = len(self.class_names)
         if logits is not None and logits.dim() == 4 and n and logits.shape[1] == n:
             seg, self._scores = payload.segmentation_payload(
@@ -211,6 +330,8 @@ class Explorer(LayerScopeWidget):
             )
             self._segmentation = seg
             self._on_class(None)
+        elif logits is not None and logits.dim() == 2 and n and logits.shape[1] == n:
+            self._prediction = payload.vector_payload(logits[0], 5, self.class_names)
 
     def _guard(self, fn: Callable[[], None]) -> None:
         try:
@@ -219,6 +340,13 @@ class Explorer(LayerScopeWidget):
         except Exception as exc:  # shown in the widget, not only in the kernel log
             self._error = f"{type(exc).__name__}: {exc}"
             self.log_traceback = traceback.format_exc()
+
+    def _outputs(self, name: str) -> list[Any]:
+        """Every call's output of one hooked module: from the cache, else one capture of that
+        module alone (it stops early; other hooked modules are not recomputed)."""
+        if name not in self._calls:
+            self._calls[name] = self._capture([name], name).calls(name)
+        return self._calls[name]
 
     def _on_hooked(self, change: Any) -> None:
         def run() -> None:
@@ -231,16 +359,18 @@ class Explorer(LayerScopeWidget):
             if names != change["new"]:
                 self.hooked_modules = names
                 return
-            if not names:
-                self._acts, self._layer, self._channel = None, {}, {}
-                self.selected_module = ""
-                return
+            self._calls = {n: c for n, c in self._calls.items() if n in names}
             added = [n for n in names if n not in (change["old"] or [])]
-            self._acts = self._capture(names, added[-1] if added else "")
-            if added:
-                self.selected_module = added[-1]
-            elif self.selected_module not in names:
-                self.selected_module = names[-1]
+            for name in added:  # captured before the views change, with progress shown
+                self._outputs(name)
+            with self.hold_sync():  # one message: selection, layer and channel together
+                if not names:
+                    self._layer, self._channel = {}, {}
+                    self.selected_module = ""
+                elif added:
+                    self.selected_module = added[-1]
+                elif self.selected_module not in names:
+                    self.selected_module = names[-1]
 
         self._guard(run)
 
@@ -253,21 +383,26 @@ class Explorer(LayerScopeWidget):
             if name not in self.hooked_modules:
                 self.hook(name)  # selecting an unhooked module hooks it first
                 return
-            if self._acts is None or name not in self._acts.requested:
-                self._acts = self._capture(self.hooked_modules, name)
-            calls = self._acts.calls(name)
-            if not calls:
-                self._layer = {"module": name, "kind": "never-called", "calls": 0}
-                self._channel = {}
-                return
-            call = self.selected_call
-            if not 0 <= call < len(calls):
-                self.selected_call = 0
-                raise LayerScopeError(
-                    f"{name} ran {len(calls)} time(s): call {call} does not exist"
-                )
-            cls = type(dict(self.model.named_modules())[name]).__name__
-            rf = self.receptive_fields.get(name) if call == 0 else None
+            calls = self._outputs(name)
+            with self.hold_sync():
+                self._show_layer(name, calls, change)
+
+        self._guard(run)
+
+    def _show_layer(self, name: str, calls: list[Any], change: Any) -> None:
+        if not calls:
+            self._layer = {"module": name, "kind": "never-called", "calls": 0}
+            self._channel = {}
+            return
+        call = self.selected_call
+        if self.selected_frame < 0:
+            self.selected_frame = 0
+            raise LayerScopeError("frames are numbered from 0")
+        if not 0 <= call < len(calls):
+            self.selected_call = 0
+            raise LayerScopeError(f"{name} ran {len(calls)} time(s): call {call} does not exist")
+        cls = type(dict(self.model.named_modules())[name]).__name__
+        try:
             layer = payload.layer_payload(
                 name,
                 cls,
@@ -276,22 +411,24 @@ class Explorer(LayerScopeWidget):
                 calls=len(calls),
                 topk=self._topk,
                 bins=self._bins,
+                frame=self.selected_frame,
+                class_names=self.class_names,
             )
-            layer["rf"] = rf.to_json() if rf is not None else None
-            self._layer = layer
-            channel = self.selected_channel
-            if layer["kind"] != "maps":
-                self._channel = {}
-            elif (
-                change is not None
-                and change.get("name") == "selected_module"
-                or not (0 <= channel < layer["channels"])
-            ):
-                self._set_channel(layer["topk"][0])  # the most active channel
-            else:
-                self._send_channel()
-
-        self._guard(run)
+        except IndexError as exc:  # a frame past the end of a video output
+            self.selected_frame = 0
+            raise LayerScopeError(str(exc)) from exc
+        rf = self.receptive_fields.get(name) if call == 0 else None
+        layer["rf"] = rf.to_json() if rf is not None else None
+        self._layer = layer
+        channel = self.selected_channel
+        if layer["kind"] != "maps":
+            self._channel = {}
+        elif (change is not None and change.get("name") == "selected_module") or not (
+            0 <= channel < layer["channels"]
+        ):
+            self._set_channel(layer["topk"][0])  # the most active channel
+        else:
+            self._send_channel()
 
     def _set_channel(self, channel: int) -> None:
         if self.selected_channel == channel:
@@ -318,11 +455,37 @@ class Explorer(LayerScopeWidget):
 
     def _send_channel(self) -> None:
         layer = self._layer
-        output = self._acts.calls(layer["module"])[layer["call"]]  # type: ignore[union-attr]
+        output = self._outputs(layer["module"])[layer["call"]]
         edges = layer["histogram"]["edges"]
-        self._channel = payload.channel_payload(
-            output, self.selected_channel, bins=self._bins, value_range=[edges[0], edges[-1]]
+        channel = payload.channel_payload(
+            output,
+            self.selected_channel,
+            bins=self._bins,
+            value_range=[edges[0], edges[-1]],
+            frame=layer.get("frame", 0),
         )
+        # The front end draws a layer and a channel together only when they belong together.
+        self._channel = {**channel, "module": layer["module"], "call": layer["call"]}
+
+    def _on_gradcam(self, change: Any) -> None:
+        def run() -> None:
+            if self.overlay != "gradcam" or not self.selected_module:
+                if self._gradcam:
+                    self._gradcam = {}
+                return
+            if self._layer.get("kind") != "maps":
+                raise LayerScopeError(
+                    f"Grad-CAM needs a spatial map; {self.selected_module} has none"
+                )
+            self._status = {"state": "running", "label": "Grad-CAM (forward and backward)"}
+            start = time.perf_counter()
+            try:
+                result = self.grad_cam(region=self.gradcam_region or None)
+            finally:
+                self._status = {"state": "idle", "seconds": round(time.perf_counter() - start, 4)}
+            self._gradcam = gradcam_payload(self, result, self._bins)
+
+        self._guard(run)
 
     def _on_class(self, change: Any) -> None:
         def run() -> None:

@@ -16,7 +16,17 @@ if TYPE_CHECKING:
 
 __all__ = ["build_figure", "VIEWS"]
 
-VIEWS = ("overlay", "channel", "aggregate", "grid", "histogram", "mask", "score")
+VIEWS = (
+    "overlay",
+    "channel",
+    "aggregate",
+    "grid",
+    "histogram",
+    "mask",
+    "score",
+    "vector",
+    "gradcam",
+)
 _AGGREGATES = ("mean", "max", "l2")
 
 
@@ -77,22 +87,32 @@ def build_figure(ex: Explorer, view: str) -> go.Figure:
         fig = _image_figure(ex, "Predicted mask")
         fig.add_layout_image(_layout_image(seg["mask_png"], "image/png", ex, opacity=0.5))
         return fig
+    if view == "vector":
+        if layer.get("kind") != "vector":
+            raise LayerScopeError(f"{layer.get('module', 'no module')!r} is not a vector output")
+        labels = [
+            f"{lab} ({i})" if lab else f"#{i}"
+            for i, lab in zip(
+                layer["top_index"], layer["top_label"] or [""] * len(layer["top_index"])
+            )
+        ]
+        fig = go.Figure(go.Bar(x=layer["top_value"], y=labels, orientation="h"))
+        fig.update_yaxes(autorange="reversed")
+        return _layout(
+            fig, f"{layer['module'] or 'model'} · top {len(labels)} of {layer['length']}"
+        )
+    if view == "gradcam":
+        gc = getattr(ex, "_gradcam", {}) or {}
+        if not gc:
+            raise LayerScopeError("no Grad-CAM computed: set overlay='gradcam' first")
+        fig = _image_figure(ex, f"Grad-CAM of {gc['name']} at {gc['module']}")
+        _add_overlay(fig, ex, _array(gc["map"]), gc["map_size"], gc["map_pool"], cs)
+        return fig
     if view == "overlay":
         fig = _image_figure(ex, f"{layer.get('module', '')} on the image")
         if layer.get("kind") == "maps":
             z = _array(layer["aggregates"])[_AGGREGATES.index(ex.aggregate)]
-            g, (lh, lw), f = ex._geometry, layer["map_size"], layer["map_pool"]
-            dy = g["input_size"][0] / lh * f * g["scale"][0]
-            dx = g["input_size"][1] / lw * f * g["scale"][1]
-            fig.add_heatmap(
-                z=z,
-                x0=g["offset"][1] + dx / 2,
-                dx=dx,
-                y0=g["offset"][0] + dy / 2,
-                dy=dy,
-                colorscale=cs,
-                opacity=ex.overlay_opacity,
-            )
+            _add_overlay(fig, ex, z, layer["map_size"], layer["map_pool"], cs)
         return fig
     layer = _need_maps(ex)
     if view == "channel":
@@ -143,3 +163,21 @@ def _image_figure(ex: Explorer, title: str) -> go.Figure:
     fig.update_xaxes(range=[0, w], visible=False)
     fig.update_yaxes(range=[h, 0], visible=False, scaleanchor="x")
     return _layout(fig, title)
+
+
+def _add_overlay(
+    fig: go.Figure, ex: Explorer, z: np.ndarray, size: list[int], pool: int, colorscale: str
+) -> None:
+    """A pooled map over the photo: each cell placed on its footprint in image pixels."""
+    g, (lh, lw) = ex._geometry, size
+    dy = g["input_size"][0] / lh * pool * g["scale"][0]
+    dx = g["input_size"][1] / lw * pool * g["scale"][1]
+    fig.add_heatmap(
+        z=z,
+        x0=g["offset"][1] + dx / 2,
+        dx=dx,
+        y0=g["offset"][0] + dy / 2,
+        dy=dy,
+        colorscale=colorscale,
+        opacity=ex.overlay_opacity,
+    )

@@ -6,6 +6,7 @@ white), and huge images are capped before anything else touches them."""
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import asdict, dataclass
 from importlib import resources
@@ -25,7 +26,7 @@ SAMPLE_IMAGES = {
     "astronaut": "astronaut.jpg",  # Eileen Collins, NASA; public domain
     "chelsea": "chelsea.jpg",  # Stefan van der Walt's cat; CC0
 }
-_ACCEPTED = "a file path, a PIL image, an (H, W[, 3|4]) array or a (3, H, W) tensor"
+_ACCEPTED = "a file path, a PIL image, an (H, W[, 3|4]) array, a (3, H, W) tensor or file bytes"
 
 
 def sample_image(name: str = "astronaut") -> Path:
@@ -83,6 +84,8 @@ def load_image(source: Any, *, max_side: int = DEFAULT_MAX_SIDE) -> Image.Image:
 def _to_pil(source: Any) -> Image.Image:
     if isinstance(source, Image.Image):
         return ImageOps.exif_transpose(source) or source
+    if isinstance(source, str) and source in SAMPLE_IMAGES and not Path(source).exists():
+        source = sample_image(source)  # a bundled sample by name
     if isinstance(source, (str, Path)):
         path = Path(source).expanduser()
         if not path.is_file():
@@ -96,6 +99,13 @@ def _to_pil(source: Any) -> Image.Image:
                 f"{str(path)!r} is not an image PIL can read ({exc}); give a PNG or JPEG file "
                 f"or {_ACCEPTED}"
             ) from exc
+    if isinstance(source, (bytes, bytearray, memoryview)):  # an uploaded file's contents
+        try:
+            with Image.open(io.BytesIO(bytes(source))) as opened:
+                opened.load()
+                return ImageOps.exif_transpose(opened) or opened.copy()
+        except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+            raise ImageError(f"these bytes are not an image PIL can read ({exc})") from exc
     if isinstance(source, torch.Tensor):
         return _array_to_pil(_tensor_to_hwc(source))
     if isinstance(source, np.ndarray):

@@ -1,4 +1,5 @@
-"""Model presets: torchvision's DeepLabV3 family with its preprocessing and class names.
+"""Model presets: torchvision's DeepLabV3 family (the flagship), FCN, LR-ASPP, ResNet and ViT
+classifiers, each with its own preprocessing and class names.
 
 Pretrained weights come through torchvision's own download and cache. When they cannot be had
 (no network, no cache), the preset falls back to random weights, warns, and says so in
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torchvision.models as tvm
 from torch import nn
 from torchvision.models import segmentation as seg
 
@@ -22,13 +24,39 @@ from .preprocess import Preprocess
 
 __all__ = ["Preset", "load_preset", "PRESETS", "PretrainedWeightsUnavailable"]
 
-PRESETS: dict[str, tuple[Callable[..., nn.Module], Any]] = {
-    "deeplabv3_resnet50": (seg.deeplabv3_resnet50, seg.DeepLabV3_ResNet50_Weights),
-    "deeplabv3_resnet101": (seg.deeplabv3_resnet101, seg.DeepLabV3_ResNet101_Weights),
-    "deeplabv3_mobilenet_v3_large": (
+
+@dataclass(frozen=True)
+class _Spec:
+    builder: Callable[..., nn.Module]
+    weights: Any  # the torchvision weights enum: transforms and class names, offline
+    task: str
+    random_kwargs: tuple[tuple[str, Any], ...] = ()  # so random models have the pretrained tree
+
+
+_SEG = (("weights_backbone", None), ("aux_loss", True))
+PRESETS: dict[str, _Spec] = {
+    "deeplabv3_resnet50": _Spec(
+        seg.deeplabv3_resnet50, seg.DeepLabV3_ResNet50_Weights, "segmentation", _SEG
+    ),
+    "deeplabv3_resnet101": _Spec(
+        seg.deeplabv3_resnet101, seg.DeepLabV3_ResNet101_Weights, "segmentation", _SEG
+    ),
+    "deeplabv3_mobilenet_v3_large": _Spec(
         seg.deeplabv3_mobilenet_v3_large,
         seg.DeepLabV3_MobileNet_V3_Large_Weights,
+        "segmentation",
+        _SEG,
     ),
+    "fcn_resnet50": _Spec(seg.fcn_resnet50, seg.FCN_ResNet50_Weights, "segmentation", _SEG),
+    "lraspp_mobilenet_v3_large": _Spec(
+        seg.lraspp_mobilenet_v3_large,
+        seg.LRASPP_MobileNet_V3_Large_Weights,
+        "segmentation",
+        (("weights_backbone", None),),
+    ),
+    "resnet18": _Spec(tvm.resnet18, tvm.ResNet18_Weights, "classification"),
+    "resnet50": _Spec(tvm.resnet50, tvm.ResNet50_Weights, "classification"),
+    "vit_b_16": _Spec(tvm.vit_b_16, tvm.ViT_B_16_Weights, "classification"),
 }
 
 
@@ -72,15 +100,18 @@ def load_preset(
     if name not in PRESETS:
         hint = close_matches(name, PRESETS) or sorted(PRESETS)
         raise LayerScopeError(f"no preset named {name!r}; did you mean {', '.join(hint)}?")
-    builder, weights_enum = PRESETS[name]
-    meta = weights_enum.DEFAULT
+    spec = PRESETS[name]
+    builder, meta = spec.builder, spec.weights.DEFAULT
     preprocess = Preprocess.from_transforms(meta.transforms())
     if os.environ.get("LAYERSCOPE_IMAGE_SIZE"):  # tests and CI: small inputs, quick forwards
         preprocess = preprocess.with_size(int(os.environ["LAYERSCOPE_IMAGE_SIZE"]))
     class_names = list(meta.meta["categories"])
 
     def random_model() -> nn.Module:
-        return builder(weights=None, weights_backbone=weights_backbone, aux_loss=True)
+        kwargs = dict(spec.random_kwargs)
+        if "weights_backbone" in kwargs:
+            kwargs["weights_backbone"] = weights_backbone
+        return builder(weights=None, **kwargs)
 
     notice = None
     if weights is None:
@@ -105,7 +136,7 @@ def load_preset(
     model.eval()
     if device is not None:
         model.to(device)
-    return Preset(name, model, preprocess, class_names, pretrained, source, notice)
+    return Preset(name, model, preprocess, class_names, pretrained, source, notice, spec.task)
 
 
 def _from_file(model: nn.Module, path: Path) -> nn.Module:
@@ -121,7 +152,9 @@ def _from_file(model: nn.Module, path: Path) -> nn.Module:
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
-    if not any(k.startswith("aux_classifier.") for k in state):
+    if getattr(model, "aux_classifier", None) is not None and not any(
+        k.startswith("aux_classifier.") for k in state
+    ):
         model.aux_classifier = None  # type: ignore[assignment]
     try:
         result = model.load_state_dict(state, strict=False)

@@ -68,10 +68,44 @@ def pick_tensor(output: Any) -> torch.Tensor | None:
     return first_tensor(output)
 
 
+def spatial_maps(t: torch.Tensor, frame: int = 0) -> tuple[torch.Tensor | None, dict[str, Any]]:
+    """(C, H, W) maps to show for a tensor, and how they were obtained: conv maps as they are,
+    a video's frame, a vision transformer's tokens on their patch grid (class token apart)."""
+    if t.dim() == 4:
+        return t[0], {}
+    if t.dim() == 5:  # (N, C, T, H, W)
+        frames = t.shape[2]
+        if not 0 <= frame < frames:
+            raise IndexError(f"frame {frame} is out of range: this output has {frames} frames")
+        return t[0, :, frame], {"frames": frames, "frame": frame}
+    if t.dim() == 3 and t.shape[1] > 1:  # (N, tokens, dim)
+        tokens = t.shape[1]
+        for extra in (1, 0):
+            side = math.isqrt(tokens - extra)
+            if side * side == tokens - extra and side > 1:
+                grid = t[0, extra:].transpose(0, 1).reshape(t.shape[2], side, side)
+                info = {"tokens": tokens, "grid": [side, side], "class_token": bool(extra)}
+                if extra:
+                    info["class_token_stats"] = reduce.stats(t[0, 0]).to_json()
+                return grid, info
+    return None, {}
+
+
 def layer_payload(
-    name: str, cls: str, output: Any, *, call: int, calls: int, topk: int, bins: int
+    name: str,
+    cls: str,
+    output: Any,
+    *,
+    call: int,
+    calls: int,
+    topk: int,
+    bins: int,
+    frame: int = 0,
+    class_names: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Everything the views need for one module call except the selected channel's map."""
+    """Everything the views need for one module call except the selected channel's map.
+    ``kind``: ``maps`` (anything with a spatial grid), ``vector`` (logits, pooled features:
+    a bar chart), ``values`` (statistics and histogram only) or ``none``."""
     t = pick_tensor(output)
     base: dict[str, Any] = {
         "module": name,
@@ -87,10 +121,46 @@ def layer_payload(
     counts, edges = reduce.histogram(t, bins)
     base["histogram"] = {"counts": counts.tolist(), "edges": edges.tolist()}
     base["stats"] = reduce.stats(t).to_json()
-    maps = reduce.as_maps(t) if t.is_floating_point() else None
-    if maps is None or maps.shape[-1] * maps.shape[-2] < 2:
+    if not (t.is_floating_point() or t.is_complex()):
         base["kind"] = "values"
         return base
+    maps, info = spatial_maps(t, frame)
+    base.update(info)
+    if maps is None or maps.shape[-1] * maps.shape[-2] < 2:
+        # (K,), (N, K) or (N, K, 1, 1): one value per channel or class
+        flat = t.dim() == 1 or (t.dim() >= 2 and all(d == 1 for d in t.shape[2:]))
+        vector = (t if t.dim() == 1 else t[0]).reshape(-1) if flat else None
+        if vector is None:
+            base["kind"] = "values"
+            return base
+        return {**base, **vector_payload(vector, topk, class_names)}
+    base.update(maps_payload(maps, topk))
+    return base
+
+
+def vector_payload(v: torch.Tensor, topk: int, class_names: list[str] | None) -> dict[str, Any]:
+    """A 1-D output (class logits, pooled features): its top entries, labelled with class names
+    when they match, with softmax probabilities for logits."""
+    v = v.float()
+    k = min(topk, v.numel())
+    top = torch.topk(v, k)
+    labels = class_names if class_names and len(class_names) == v.numel() else None
+    out: dict[str, Any] = {
+        "kind": "vector",
+        "length": v.numel(),
+        "top_index": top.indices.cpu().tolist(),
+        "top_value": top.values.cpu().tolist(),
+        "top_label": [labels[i] for i in top.indices.cpu().tolist()] if labels else None,
+    }
+    if labels:
+        out["top_probability"] = v.softmax(0)[top.indices].cpu().tolist()
+    if v.numel() <= 4096:  # the whole vector is small: the front end can show all of it
+        out["values"] = array_buffer(v.cpu().numpy())
+    return out
+
+
+def maps_payload(maps: torch.Tensor, topk: int) -> dict[str, Any]:
+    """Aggregates (mean, max, L2 over channels), the top-k channels as 8-bit tiles."""
     c, h, w = maps.shape
     f = pool_factor(h, w, MAP_SIDE)
     pooled = _pool(maps, f)
@@ -106,19 +176,18 @@ def layer_payload(
     lo = tiles.flatten(1).amin(1)
     hi = tiles.flatten(1).amax(1)
     scaled = ((tiles - lo[:, None, None]) / (hi - lo).clamp_min(1e-12)[:, None, None] * 255).round()
-    base.update(
-        kind="maps",
-        channels=c,
-        map_size=[h, w],
-        map_pool=f,
-        aggregates=array_buffer(aggregates.astype(np.float32)),
-        topk=top.tolist(),
-        tile_pool=tf,
-        tiles=array_buffer(scaled.to(torch.uint8).cpu().numpy()),
-        tile_min=lo.cpu().tolist(),
-        tile_max=hi.cpu().tolist(),
-    )
-    return base
+    return {
+        "kind": "maps",
+        "channels": c,
+        "map_size": [h, w],
+        "map_pool": f,
+        "aggregates": array_buffer(aggregates.astype(np.float32)),
+        "topk": top.tolist(),
+        "tile_pool": tf,
+        "tiles": array_buffer(scaled.to(torch.uint8).cpu().numpy()),
+        "tile_min": lo.cpu().tolist(),
+        "tile_max": hi.cpu().tolist(),
+    }
 
 
 def _pool_max(maps: torch.Tensor, f: int) -> torch.Tensor:
@@ -128,11 +197,11 @@ def _pool_max(maps: torch.Tensor, f: int) -> torch.Tensor:
 
 
 def channel_payload(
-    output: Any, channel: int, *, bins: int, value_range: list[float]
+    output: Any, channel: int, *, bins: int, value_range: list[float], frame: int = 0
 ) -> dict[str, Any]:
     """One channel's map (pooled like the aggregates), histogram and statistics."""
     t = pick_tensor(output)
-    maps = reduce.as_maps(t) if t is not None else None
+    maps = spatial_maps(t, frame)[0] if t is not None else None
     if maps is None:
         return {}
     h, w = maps.shape[-2:]

@@ -57,7 +57,10 @@ class Preprocess:
         )
 
     def with_size(self, size: int | None) -> Preprocess:
-        """The same preprocessing at another resize (small inputs for quick tests)."""
+        """The same preprocessing at another resize (small inputs for quick tests). A
+        preprocessing that crops to a fixed size (classifiers) is kept: its model expects it."""
+        if self.crop:
+            return self
         return Preprocess(resize=size, crop=self.crop, mean=self.mean, std=self.std)
 
     def __call__(self, source: Any) -> PreparedImage:
@@ -92,18 +95,19 @@ class Preprocess:
 
 def prepare_image(source: Any, preprocess: Preprocess | Callable[[Any], Any]) -> PreparedImage:
     """Apply ``preprocess`` to an image. A plain callable (e.g. a torchvision Compose) gets the
-    PIL image and must return a (3, h, w) or (1, 3, h, w) tensor; its geometry is taken to be a
-    resize of the whole image."""
+    PIL image and must return a (3, h, w) image, a (1, 3, h, w) batch or a (1, 3, t, h, w) clip;
+    its geometry is taken to be a resize of the whole image."""
     if isinstance(preprocess, Preprocess):
         return preprocess(source)
     image = load_image(source)
     out = preprocess(image)
-    if not isinstance(out, torch.Tensor) or out.dim() not in (3, 4):
+    if not isinstance(out, torch.Tensor) or out.dim() not in (3, 4, 5):
         raise ImageError(
-            "preprocess must return a (3, H, W) or (1, 3, H, W) tensor, got "
+            "preprocess must return a (3, H, W) image, a (1, 3, H, W) batch or a "
+            "(1, 3, T, H, W) clip, got "
             f"{type(out).__name__}{tuple(out.shape) if isinstance(out, torch.Tensor) else ''}"
         )
-    batch = out if out.dim() == 4 else out.unsqueeze(0)
+    batch = out.unsqueeze(0) if out.dim() == 3 else out
     ih, iw = batch.shape[-2:]
     geometry = Geometry(
         image_size=(image.height, image.width),

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -85,10 +86,15 @@ def histogram(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(counts, edges) of the finite values of ``t``; ``len(edges) == bins + 1``."""
     v = _f32(t).flatten()
-    v = v[torch.isfinite(v)]
     if v.numel() == 0:
         return np.zeros(bins, np.int64), np.linspace(0.0, 1.0, bins + 1)
-    lo, hi = value_range if value_range else (float(v.min()), float(v.max()))
+    low, high = (float(x) for x in torch.aminmax(v))
+    if not (math.isfinite(low) and math.isfinite(high)):  # NaN or inf: rare, worth the copy
+        v = v[torch.isfinite(v)]
+        if v.numel() == 0:
+            return np.zeros(bins, np.int64), np.linspace(0.0, 1.0, bins + 1)
+        low, high = (float(x) for x in torch.aminmax(v))
+    lo, hi = value_range if value_range else (low, high)
     if hi <= lo:
         lo, hi = lo - 0.5, hi + 0.5
     counts = torch.histc(v, bins=bins, min=lo, max=hi)
@@ -101,8 +107,10 @@ def stats(t: torch.Tensor) -> Stats:
     if v.numel() == 0:
         return Stats(0.0, 0.0, 0.0, 0.0, 0.0, 0)
     std = v.std(unbiased=False) if v.numel() > 1 else torch.zeros((), device=v.device)
+    low, high = torch.aminmax(v)
+    zeros = (v == 0).sum() / v.numel()
     # One transfer for all five numbers.
-    packed = torch.stack([v.mean(), std, v.min(), v.max(), (v == 0).float().mean()]).cpu().tolist()
+    packed = torch.stack([v.mean(), std, low, high, zeros]).cpu().tolist()
     return Stats(*packed, count=v.numel())
 
 

@@ -17,19 +17,19 @@ __all__ = ["model_kept_as_found", "as_args", "prepare_inputs", "forward_failed"]
 
 
 @contextlib.contextmanager
-def model_kept_as_found(model: nn.Module, train: bool) -> Iterator[None]:
-    """Eval (or train) mode and no grad inside; every module's own mode and the grad mode
-    restored on the way out, whatever happened inside."""
+def model_kept_as_found(model: nn.Module, train: bool, grad: bool = False) -> Iterator[None]:
+    """Eval (or train) mode and no grad (unless ``grad``) inside; every module's own mode and
+    the grad mode restored on the way out, whatever happened inside."""
     modes = [(m, m.training) for m in model.modules()]
-    grad = torch.is_grad_enabled()
+    was_grad = torch.is_grad_enabled()
     model.train(train)
     try:
-        with torch.set_grad_enabled(False):
+        with torch.set_grad_enabled(grad):
             yield
     finally:
         for module, mode in modes:
             module.training = mode
-        torch.set_grad_enabled(grad)
+        torch.set_grad_enabled(was_grad)
 
 
 def as_args(inputs: Any) -> tuple[Any, ...]:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+from PIL import Image
+
 from .conftest import ARTIFACTS
 from .lab import KERNEL_IDLE, run_cell
 
@@ -130,3 +133,79 @@ def test_notebook7(page, notebook_url):
     page.screenshot(path=str(ARTIFACTS / "notebook7.png"))
     out = run_cell(page, "print(sorted(explorer.hooked_modules))")
     assert "['backbone.layer2', 'backbone.layer4']" in out
+
+
+def test_images_gradcam_and_region_in_the_browser(page, lab_url, tmp_path):
+    open_quickstart(page, lab_url)
+    # A bundled sample from the chooser, then an upload through the file input.
+    page.select_option(".layerscope-image-controls select", "chelsea")
+    page.wait_for_function(
+        "() => document.querySelector('.layerscope-plot-image').layout.xaxis.range[1] === 451",
+        timeout=60_000,
+    )
+    page.wait_for_function(KERNEL_IDLE)
+    upload = tmp_path / "stripes.png"
+    pixels = np.zeros((60, 90, 3), np.uint8)
+    pixels[:, ::10] = 255
+    Image.fromarray(pixels).save(upload)
+    page.set_input_files(".layerscope-file", str(upload))
+    page.wait_for_function(
+        "() => document.querySelector('.layerscope-plot-image').layout.xaxis.range[1] === 90",
+        timeout=60_000,
+    )
+    page.wait_for_function(KERNEL_IDLE)
+    out = run_cell(page, "print(explorer.image_name, explorer._image['size'])")
+    assert "stripes.png [60, 90]" in out
+    page.select_option(".layerscope-image-controls select", "astronaut")
+    page.wait_for_function(
+        "() => document.querySelector('.layerscope-plot-image').layout.xaxis.range[1] === 512",
+        timeout=60_000,
+    )
+    page.wait_for_function(KERNEL_IDLE)
+
+    # Grad-CAM over the image, with the gradient's histogram beside the activation's.
+    page.select_option(".layerscope-toolbar select >> nth=-2", "gradcam")
+    page.wait_for_function(
+        "() => (document.querySelector('.layerscope-plot-image').data[0] || {}).name"
+        "?.startsWith('Grad-CAM')",
+        timeout=60_000,
+    )
+    page.wait_for_selector(".layerscope-plot-gradient .main-svg")
+    # Draw a region: the score is summed there instead of over the predicted pixels.
+    page.click(".layerscope-draw-region")
+    page.locator(".layerscope-plot-image").scroll_into_view_if_needed()
+    box = page.locator(".layerscope-plot-image .nsewdrag").first.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.4, steps=8)
+    page.mouse.up()
+    page.wait_for_selector(".layerscope-clear-region", timeout=30_000)
+    page.wait_for_function(KERNEL_IDLE)
+    out = run_cell(page, "print([round(v) for v in explorer.gradcam_region], explorer._error)")
+    y0, x0, y1, x1 = (int(v) for v in out.split("]")[0].strip("[ ").split(","))
+    assert 0 < x0 < x1 < 512 and 0 < y0 < y1 < 512
+    page.screenshot(path=str(ARTIFACTS / "gradcam.png"), full_page=True)
+
+
+def test_exported_html_works_offline(page, tmp_path):
+    from layerscope import Explorer, load_preset
+
+    preset = load_preset("deeplabv3_mobilenet_v3_large", weights=None)
+    ex = Explorer(
+        preset.model,
+        preprocess=preset.preprocess.with_size(128),
+        class_names=preset.class_names,
+        hooked_modules=["backbone.4"],
+    )
+    path = ex.to_html(tmp_path / "report.html")
+    page.context.set_offline(True)
+    page.goto(path.as_uri())
+    page.wait_for_function(
+        "() => document.querySelectorAll('.plotly-graph-div .main-svg').length >= 7"
+    )
+    # Still interactive without a kernel: hovering a heatmap shows plotly's hover label.
+    heat = page.locator(".plotly-graph-div").nth(3)
+    heat.scroll_into_view_if_needed()
+    b = heat.locator(".nsewdrag").first.bounding_box()
+    page.mouse.move(b["x"] + b["width"] / 2, b["y"] + b["height"] / 2)
+    page.wait_for_selector(".hoverlayer .hovertext", timeout=10_000)
