@@ -54,8 +54,12 @@ def test_click_hook_view_hover_unhook(page, lab_url):
     first = image_box(page)
     page.mouse.move(drag["x"] + drag["width"] * 0.8, drag["y"] + drag["height"] * 0.7)
     page.wait_for_function(
-        "(b) => document.querySelector('.layerscope-plot-image').dataset.box !== b",
-        arg=json.dumps(first),
+        """(first) => {
+          const raw = document.querySelector('.layerscope-plot-image').dataset.box;
+          const b = raw ? JSON.parse(raw) : null;
+          return !!b && b.x0 > first.x0 && b.y0 > first.y0;
+        }""",
+        arg=first,
     )
     second = image_box(page)
     assert second["x0"] > first["x0"] and second["y0"] > first["y0"]
