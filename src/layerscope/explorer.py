@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -14,13 +13,12 @@ from torch import nn
 
 from . import payload
 from .activations import Activations
-from .attribution import explorer_grad_cam, gradcam_payload
+from .attribution import gradcam_payload
 from .capture import Capturer, resolve_modules
-from .compare import Comparison, compare_images, compare_models
-from .errors import LayerScopeError, close_matches
-from .gradients import GradCam
+from .errors import LayerScopeError
+from .explorer_setup import check_options, resolve_model
+from .explorer_tools import ExplorerTools
 from .images import SAMPLE_IMAGES, sample_image
-from .models import PRESETS, load_preset
 from .nested import first_tensor
 from .preprocess import Preprocess, prepare_image
 from .receptive import ReceptiveFieldTracer
@@ -29,20 +27,8 @@ from .widget import LayerScopeWidget
 
 __all__ = ["Explorer"]
 
-_OPTIONS = {
-    "selected_module",
-    "selected_channel",
-    "selected_call",
-    "aggregate",
-    "overlay",
-    "overlay_opacity",
-    "colorscale",
-    "selected_class",
-    "layout",
-}
 
-
-class Explorer(LayerScopeWidget):
+class Explorer(ExplorerTools, LayerScopeWidget):
     """Look inside a model while it runs.
 
     >>> Explorer()                      # DeepLabV3-ResNet50 on the bundled astronaut
@@ -72,56 +58,17 @@ class Explorer(LayerScopeWidget):
         bins: int = 64,
         **options: Any,
     ) -> None:
-        unknown = sorted(set(options) - _OPTIONS)
-        if unknown:
-            known = sorted(
-                _OPTIONS
-                | {
-                    "preprocess",
-                    "device",
-                    "class_names",
-                    "hooked_modules",
-                    "weights",
-                    "image_size",
-                    "memory_budget",
-                    "topk",
-                    "bins",
-                }
-            )
-            hints = {u: close_matches(u, known, limit=1) for u in unknown}
-            raise TypeError(
-                "Explorer got unknown argument(s): "
-                + ", ".join(
-                    f"{u!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for u, h in hints.items()
-                )
-                + f"; accepted: {', '.join(known)}"
-            )
+        check_options(options)
         super().__init__(**{k: v for k, v in options.items() if k != "selected_module"})
         self._topk, self._bins = topk, bins
-        notice, title = "", ""
-        if model is None or isinstance(model, str):
-            name = model or "deeplabv3_resnet50"
-            if name not in PRESETS:
-                raise LayerScopeError(
-                    f"no preset named {name!r}; did you mean "
-                    f"{', '.join(close_matches(name, PRESETS) or sorted(PRESETS))}?"
-                )
-            preset = load_preset(name, weights=weights, device=device)
-            model, class_names = preset.model, class_names or preset.class_names
-            preprocess = preprocess or preset.preprocess
-            notice, title = preset.notice or "", f"{name} ({preset.weights_source})"
-        elif not isinstance(model, nn.Module):
-            raise TypeError(f"model must be an nn.Module or a preset name, got {type(model)}")
-        else:
-            title = type(model).__name__
-            if device is not None:
-                model.to(device)
-        if preprocess is None:
-            preprocess = Preprocess(resize=None)
-        if image_size is not None:
-            if not isinstance(preprocess, Preprocess):
-                raise TypeError("image_size needs a layerscope Preprocess, not a custom callable")
-            preprocess = preprocess.with_size(image_size)
+        model, preprocess, class_names, notice, title = resolve_model(
+            model,
+            weights=weights,
+            device=device,
+            preprocess=preprocess,
+            class_names=class_names,
+            image_size=image_size,
+        )
         self.model = model
         self.class_names = list(class_names or [])
         self._capturer = Capturer(model, memory_budget=memory_budget)
@@ -176,17 +123,6 @@ class Explorer(LayerScopeWidget):
     def unhook(self, *names: str) -> None:
         self.hooked_modules = [n for n in self.hooked_modules if n not in names]
 
-    def grad_cam(
-        self,
-        module: str | None = None,
-        target_class: int | None = None,
-        region: list[float] | None = None,
-    ) -> GradCam:
-        """Grad-CAM at ``module`` (default: the selected one) for ``target_class`` (default:
-        the class picked in the legend, else the largest predicted one), summed over the
-        class's predicted pixels or over ``region``, an image-pixel box (y0, x0, y1, x1)."""
-        return explorer_grad_cam(self, module, target_class, region)
-
     def set_image(self, image: Any, name: str = "") -> None:
         """Show another image: a path, PIL image, array, tensor or the bytes of an image file.
         The first forward and the hooked captures run again (progress shown in the widget)."""
@@ -224,72 +160,6 @@ class Explorer(LayerScopeWidget):
             self.set_image(bytes(upload["data"]), str(upload.get("name", "uploaded image")))
 
         self._guard(run)
-
-    def compare(
-        self,
-        image: Any = None,
-        model: nn.Module | None = None,
-        module: str | None = None,
-        channel: int | str | None = None,
-    ) -> Comparison:
-        """The selected module's selected channel (or ``channel``; ``"aggregate"`` for the
-        aggregate map) for this image against ``image``, or through this model against
-        ``model``. Returns a :class:`~layerscope.compare.Comparison`; ``.figure()`` draws A, B
-        and A - B on shared scales."""
-        name = module or self.selected_module
-        if not name:
-            raise LayerScopeError("no module selected: hook one, or pass module=")
-        if channel == "aggregate":
-            ch = None
-        elif channel is None:
-            ch = self.selected_channel if name == self.selected_module else None
-        else:
-            ch = int(channel)
-        if (image is None) == (model is None):
-            raise LayerScopeError("pass either image= (another image) or model= (another model)")
-        if image is not None:
-            return compare_images(
-                self.model,
-                self.prepared.image,
-                image,
-                name,
-                preprocess=self._fixed_size_preprocess(),
-                channel=ch,
-                aggregate=self.aggregate,
-                labels=(self.image_name or "this image", "other image"),
-            )
-        return compare_models(
-            self.model,
-            model,
-            self.prepared.image,
-            name,
-            preprocess=self._preprocess,
-            channel=ch,
-            aggregate=self.aggregate,
-            labels=("this model", "other model"),
-        )
-
-    def _fixed_size_preprocess(self) -> Any:
-        """This explorer's preprocessing with both sides fixed, so two images line up."""
-        pre = self._preprocess
-        if isinstance(pre, Preprocess) and not pre.crop:
-            h, w = self.prepared.geometry.input_size
-            return Preprocess(resize=(h, w), mean=pre.mean, std=pre.std)
-        return pre
-
-    def to_html(self, path: str | Path) -> Path:
-        """Write a single self-contained HTML file (plotly.js inlined, no network needed) with
-        the image, the prediction and every hooked module's views, still interactive."""
-        from .export import explorer_html
-
-        return explorer_html(self, path)
-
-    def figure(self, view: str = "overlay") -> Any:
-        """The shown view as a ``plotly.graph_objects.Figure``: ``"overlay"``, ``"channel"``,
-        ``"aggregate"``, ``"grid"``, ``"histogram"``, ``"mask"`` or ``"score"``."""
-        from .figures import build_figure
-
-        return build_figure(self, view)
 
     # -- controller ----------------------------------------------------------------------------
 
