@@ -27,7 +27,7 @@ def main() -> None:
     p.add_argument("--model", default="deeplabv3_resnet50")
     p.add_argument("--size", type=int, default=520)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--reps", type=int, default=9)
     p.add_argument("--torchlens-reps", type=int, default=1, help="0 skips TorchLens")
     args = p.parse_args()
 

@@ -53,6 +53,8 @@ def test_image_from_samples_and_uploads(explorer):
     explorer._upload = {"name": "notes.txt", "data": memoryview(b"not an image")}
     assert "not an image" in explorer._error and explorer.image_name == "grey.png"
     explorer.image_name = "astronaut"
+    # Back to an image seen before: its output comes from the cache, the fields stay known.
+    assert explorer._layer["rf"] is not None
 
 
 def test_saved_widget_state_holds_the_views(explorer):

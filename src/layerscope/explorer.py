@@ -77,6 +77,7 @@ class Explorer(ExplorerTools, LayerScopeWidget):
         self._calls: dict[str, list[Any]] = {}  # hooked module -> its outputs, call by call
         self._scores: torch.Tensor | None = None
         self._output_size: tuple[int, ...] | None = None
+        self._fields_by_shape: dict[tuple[int, ...], dict[str, Any]] = {}
         self._notice, self._title = notice, title
         self._samples = sorted(SAMPLE_IMAGES)
         if image is None:
@@ -183,7 +184,11 @@ class Explorer(ExplorerTools, LayerScopeWidget):
         # the receptive fields, and gives the model's output (the predicted mask).
         with ReceptiveFieldTracer(self.model, self.inputs) as tracer:
             acts = self._capture([""], "first forward")
-        self.receptive_fields = tracer.fields
+        # A cached output runs no forward, so nothing is traced: keep what this shape showed.
+        shape = tuple(self.inputs.shape)
+        if tracer.fields:
+            self._fields_by_shape[shape] = tracer.fields
+        self.receptive_fields = self._fields_by_shape.get(shape, {})
         counts = self._capturer.known_call_counts(self.inputs)
         shapes = self._capturer.known_shapes(self.inputs)
         self._tree = module_tree(

@@ -16,11 +16,17 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(scope="session")
-def lab_url(tmp_path_factory):
+def lab_server(tmp_path_factory):
+    """(base URL, folder it serves) of a JupyterLab for the whole session."""
     home = tmp_path_factory.mktemp("jupyter")
     env = {"LAYERSCOPE_WEIGHTS": "none", "LAYERSCOPE_IMAGE_SIZE": "160"}
     with jupyter_server(home, env) as url:
-        yield url
+        yield url, home / "work"
+
+
+@pytest.fixture(scope="session")
+def lab_url(lab_server):
+    return lab_server[0]
 
 
 @pytest.fixture(scope="session")

@@ -45,6 +45,9 @@ def test_click_hook_view_hover_unhook(page, lab_url):
     z = page.eval_on_selector(".layerscope-plot-channel", "el => el.data[0].z.length")
     assert z == 40  # backbone.layer1 at 160 px: 40 x 40 cells
     assert page.locator(".layerscope-tile").count() == 16
+    # Every plot keeps plotly's camera button: a PNG of any view.
+    camera = '.layerscope-plot-channel .modebar-btn[data-title^="Download plot" i]'
+    assert page.locator(camera).count() == 1
 
     # Hovering heatmap cells outlines their footprint on the image, and the outline moves.
     page.locator(".layerscope-plot-channel").scroll_into_view_if_needed()

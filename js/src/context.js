@@ -1,0 +1,20 @@
+// The shared context of the drawing functions: the model, the view state, the DOM parts.
+
+/**
+ * @typedef {import("./views.js").Theme} Theme
+ * @typedef {{get: (name: string) => any, set: (name: string, value: any) => void,
+ *   save_changes: () => void, on: (event: string, cb: () => void) => void,
+ *   off: (event?: string | null, cb?: (() => void) | null) => void}} Model
+ * @typedef {{title: HTMLElement, status: HTMLElement, progress: HTMLProgressElement,
+ *   notice: HTMLElement, error: HTMLElement, imageControls: HTMLElement, chips: HTMLElement,
+ *   toolbar: HTMLElement, emptyHint: HTMLElement, imagePlot: HTMLElement,
+ *   channelPlot: HTMLElement, aggregatePlot: HTMLElement, histPlot: HTMLElement,
+ *   gradPlot: HTMLElement, scorePlot: HTMLElement, gridBox: HTMLElement, statsBox: HTMLElement,
+ *   valuesBox: HTMLElement, segBox: HTMLElement}} Dom
+ * @typedef {{model: Model, st: import("./state.js").ViewState, dom: Dom,
+ *   set: (name: string, value: any) => void, schedule: (parts: string[]) => void,
+ *   react: (plot: HTMLElement, fig: import("./views.js").Figure) => void,
+ *   theme: () => Theme}} Context
+ */
+
+export {};
