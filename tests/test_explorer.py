@@ -33,7 +33,8 @@ def _payload_bytes(obj) -> int:
             return [strip(x) for x in v]
         return v
 
-    return buffers + len(json.dumps(strip(obj)))
+    text = json.dumps(strip(obj))  # first: strip() counts the buffers
+    return buffers + len(text)
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +117,7 @@ def test_payload_stays_small_for_a_2048_channel_layer():
     ex.hooked_modules = ["backbone.layer4"]
     assert ex._layer["map_size"] == [65, 65] and ex._layer["channels"] == 2048
     sent = _payload_bytes(ex._layer) + _payload_bytes(ex._channel)
-    assert sent < 300_000, sent
+    assert 50_000 < sent < 300_000, sent  # three 65 x 65 float32 maps at least; far from 35 MB
     ex.selected_channel = 3  # a channel change sends only the channel
     assert _payload_bytes(ex._channel) < 25_000
 
