@@ -103,3 +103,16 @@ def test_capture_and_reduce_on_the_gpu(image_batch):
     assert t.device.type == "cuda"
     s = reduce.stats(reduce.as_maps(t))
     assert s.count == t[0].numel()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_explorer_keeps_captures_on_the_gpu():
+    preset = load_preset("deeplabv3_mobilenet_v3_large", weights=None, device="cuda")
+    ex = ls.Explorer(
+        preset.model,
+        preprocess=preset.preprocess.with_size(128),
+        class_names=preset.class_names,
+        hooked_modules=["backbone.4"],
+    )
+    assert ex.activations["backbone.4"].device.type == "cuda"
+    assert ex._layer["kind"] == "maps" and ex._error == ""

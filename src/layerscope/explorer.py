@@ -71,7 +71,11 @@ class Explorer(ExplorerTools, LayerScopeWidget):
         )
         self.model = model
         self.class_names = list(class_names or [])
-        self._capturer = Capturer(model, memory_budget=memory_budget)
+        # On a GPU, captures stay on the device and only the reduced payloads reach the CPU.
+        on_gpu = any(p.device.type != "cpu" for p in model.parameters())
+        self._capturer = Capturer(
+            model, memory_budget=memory_budget, storage=None if on_gpu else "cpu"
+        )
         self._preprocess = preprocess
         self._last_progress = 0.0
         self._calls: dict[str, list[Any]] = {}  # hooked module -> its outputs, call by call
