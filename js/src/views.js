@@ -139,7 +139,7 @@ export function histogramFigure(o) {
   const layout = baseLayout(o.theme, o.title || "Value histogram");
   Object.assign(layout, {
     barmode: "overlay", bargap: 0,
-    yaxis: { type: "log", tickformat: "~%", gridcolor: o.theme.grid, title: { text: "fraction" } },
+    yaxis: { type: "log", tickformat: "~%", gridcolor: o.theme.grid, title: { text: "fraction" }, automargin: true },
     xaxis: { gridcolor: o.theme.grid },
     legend: { orientation: "h", y: -0.18 },
   });
