@@ -40,7 +40,10 @@ class Explorer(ExplorerTools, LayerScopeWidget):
     notice). ``image``: a path, PIL image, array or tensor; None for the sample image.
     ``preprocess``: a :class:`Preprocess` or any callable returning a tensor; presets bring their
     own. ``image_size`` overrides the resize of a :class:`Preprocess` (smaller is faster).
-    ``weights`` is passed to :func:`layerscope.load_preset` for preset models."""
+    ``weights`` is passed to :func:`layerscope.load_preset` for preset models.
+
+    Errors from the widget's actions show in the widget; ``explorer.last_traceback`` holds the
+    full traceback of the latest one."""
 
     def __init__(
         self,
@@ -218,7 +221,7 @@ class Explorer(ExplorerTools, LayerScopeWidget):
             self._error = ""
         except Exception as exc:  # shown in the widget, not only in the kernel log
             self._error = f"{type(exc).__name__}: {exc}"
-            self.log_traceback = traceback.format_exc()
+            self.last_traceback = traceback.format_exc()  # the details, for a cell to print
 
     def _outputs(self, name: str) -> list[Any]:
         """Every call's output of one hooked module: from the cache, else one capture of that
