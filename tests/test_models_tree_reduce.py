@@ -11,6 +11,7 @@ import torch
 import layerscope as ls
 from layerscope import reduce
 from layerscope.models import PretrainedWeightsUnavailable, load_preset
+from layerscope.payload import spatial_maps
 
 
 @pytest.mark.parametrize(
@@ -73,7 +74,7 @@ def test_module_tree(fresh_deeplab, image_batch):
 def test_reductions_agree_with_numpy():
     g = torch.Generator().manual_seed(0)
     t = torch.relu(torch.randn(1, 6, 5, 7, generator=g))
-    maps = reduce.as_maps(t)
+    maps, _ = spatial_maps(t)  # the (C, H, W) maps of the one sample
     a = maps.numpy()
     s = reduce.stats(maps)
     assert s.mean == pytest.approx(a.mean(), rel=1e-5) and s.std == pytest.approx(a.std(), rel=1e-4)
@@ -101,7 +102,7 @@ def test_capture_and_reduce_on_the_gpu(image_batch):
     acts = ls.capture(model, image_batch, ["backbone.layer4"], storage=None)
     t = acts["backbone.layer4"]
     assert t.device.type == "cuda"
-    s = reduce.stats(reduce.as_maps(t))
+    s = reduce.stats(spatial_maps(t)[0])
     assert s.count == t[0].numel()
 
 

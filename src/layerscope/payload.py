@@ -154,8 +154,6 @@ def vector_payload(v: torch.Tensor, topk: int, class_names: list[str] | None) ->
     }
     if labels:
         out["top_probability"] = v.softmax(0)[top.indices].cpu().tolist()
-    if v.numel() <= 4096:  # the whole vector is small: the front end can show all of it
-        out["values"] = array_buffer(v.cpu().numpy())
     return out
 
 

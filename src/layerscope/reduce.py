@@ -12,7 +12,6 @@ import torch
 
 __all__ = [
     "Stats",
-    "as_maps",
     "channel_map",
     "aggregate",
     "topk_channels",
@@ -35,15 +34,6 @@ class Stats:
 
     def to_json(self) -> dict[str, float | int]:
         return dict(self.__dict__)
-
-
-def as_maps(t: torch.Tensor, sample: int = 0) -> torch.Tensor | None:
-    """The (C, H, W) maps of one sample of an (N, C, H, W) or (C, H, W) tensor, else None."""
-    if t.dim() == 4:
-        return t[sample]
-    if t.dim() == 3:
-        return t
-    return None
 
 
 def _f32(t: torch.Tensor) -> torch.Tensor:
