@@ -99,3 +99,46 @@ def assert_same(a, b) -> None:
             assert_same(x, y)
     else:
         assert a == b
+
+
+def live_tensor_bytes(*exclude: object) -> int:
+    """Bytes of every live CPU tensor storage, each storage counted once, leaving out the
+    storages of the tensors in ``exclude`` (a model's parameters, the inputs). Measured from
+    outside LayerScope: every tensor object the garbage collector can see."""
+    import gc
+
+    from layerscope.nested import iter_tensors
+
+    skip = set()
+    for obj in exclude:
+        tensors = (
+            [*obj.parameters(), *obj.buffers()] if isinstance(obj, torch.nn.Module) else []
+        ) or list(iter_tensors(obj))
+        skip.update(t.untyped_storage().data_ptr() for t in tensors)
+    gc.collect()
+    sizes: dict[int, int] = {}
+    for obj in gc.get_objects():
+        if type(obj) is not torch.Tensor and not isinstance(obj, torch.Tensor):
+            continue
+        if obj.device.type != "cpu" or obj.is_sparse:
+            continue
+        storage = obj.untyped_storage()
+        ptr = storage.data_ptr()
+        if ptr and ptr not in skip:
+            sizes[ptr] = max(sizes.get(ptr, 0), storage.nbytes())
+    return sum(sizes.values())
+
+
+class ForwardCounter:
+    """Counts forwards with a pre-hook of the test's own on the first module that runs, which
+    fires in every forward, early-stopped or not."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.count = 0
+        self.handle = module.register_forward_pre_hook(self._hook)
+
+    def _hook(self, *_):
+        self.count += 1
+
+    def remove(self):
+        self.handle.remove()

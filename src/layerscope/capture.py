@@ -14,7 +14,13 @@ from torch import nn
 
 from .activations import Activations, MemoryReport
 from .errors import CaptureError, UnknownModuleError, close_matches
-from .fingerprint import input_digest, input_signature, structure_id, weights_version
+from .fingerprint import (
+    input_digest,
+    input_signature,
+    structure_id,
+    weights_fingerprint,
+    weights_version,
+)
 from .nested import describe
 from .safety import as_args, forward_failed, model_kept_as_found, prepare_inputs
 from .store import ActivationStore, output_bytes
@@ -98,18 +104,34 @@ class Capturer:
 
     @property
     def memory_budget(self) -> int:
-        """Bytes LayerScope may hold for this model's captures (default 1 GiB)."""
+        """Bytes LayerScope may hold for this model (default 1 GiB).
+
+        A budget belongs to a model, not to a Capturer: every Capturer, Explorer and
+        :func:`capture` call on the same model shares one store and its budget. Setting it
+        changes it for all of them; setting a different value after one was set explicitly
+        warns, so two Explorers on one model cannot silently undo each other's choice."""
         return self._state.store.budget_bytes
 
     @memory_budget.setter
     def memory_budget(self, value: int) -> None:
-        if value <= 0:
-            raise ValueError(f"memory_budget must be a positive number of bytes, got {value}")
-        self._state.store.budget_bytes = int(value)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"memory_budget must be a positive number of bytes, got {value!r}")
+        store = self._state.store
+        if store.budget_set and value != store.budget_bytes:
+            warnings.warn(
+                f"LayerScope: the memory budget of this {type(self.model).__name__} changes from "
+                f"{store.budget_bytes:,} to {value:,} bytes; it is shared by every Capturer and "
+                "Explorer of the model",
+                ResourceWarning,
+                stacklevel=3,
+            )
+        store.budget_bytes, store.budget_set = int(value), True
+        store.pool.release(store.held_bytes - store.budget_bytes)
 
     @property
     def cached_bytes(self) -> int:
-        return self._state.store.used_bytes
+        """Bytes the model's store holds: cached outputs and idle buffers kept for reuse."""
+        return self._state.store.held_bytes
 
     def clear_cache(self) -> None:
         """Drop every cached output of this model (learned execution orders stay)."""
@@ -143,14 +165,18 @@ class Capturer:
         """Run the model on ``inputs`` and return what ``modules`` produced.
 
         ``inputs`` is a tensor or a tuple of positional arguments, moved to the model's device.
-        The model runs in eval mode under ``torch.no_grad()`` unless ``train=True``; every
+        The model runs in eval mode under ``torch.no_grad()`` unless ``train=True`` (train
+        mode, for models whose train-time forward differs; BatchNorm's running statistics,
+        which train mode updates, are put back afterwards, and nothing is cached). Every
         module's mode, the grad mode and the hooks are restored afterwards, also when the
         forward raises or is interrupted.
 
         ``stop_early``: once a complete forward on this input shape has shown the execution order,
         the forward stops right after the requested modules' last calls.
         ``cache``: outputs already captured for the same input values and weights are returned
-        without running the model.
+        without running the model (see :mod:`layerscope.fingerprint` for what invalidates them).
+        With ``stop_early=False`` the model's output is kept with them, so ``acts.output`` is
+        there also when everything came from the cache.
         ``progress(done, total)`` is called after every module call (``total``: the calls of a
         complete forward once known, else None), for a progress bar.
         """
@@ -161,47 +187,62 @@ class Capturer:
         key = self._key(args, train, named)
         store = self._state.store
         report = MemoryReport(budget_bytes=store.budget_bytes)
+        # Asked to run to the end, the caller wants the model's output: it is kept with the
+        # captures (as the whole model's, "") so a cached capture still returns it.
+        wanted = names if stop_early or "" in names else [*names, ""]
 
         digest = input_digest(args) if cache and not train else None
         group: Hashable = (key, digest, weights_version(named)) if digest else object()
-        keys = {n: (group, n) for n in names}
-        hits = {n for n in names if digest is not None and store.lookup(keys[n]) is not None}
-        todo = [n for n in names if n not in hits]
+        keys = {n: (group, n) for n in wanted}
+        check = weights_fingerprint(named) if digest is not None else None
+        hits = set()
+        for n in wanted:
+            if digest is None or store.lookup(keys[n]) is None:
+                continue
+            if store.check_of(keys[n]) == check:
+                hits.add(n)
+            else:  # the weights' values changed without their version counter moving
+                store.discard([keys[n]])
+        todo = [n for n in wanted if n not in hits]
         learned = self._state.learned.get(key)
 
         remaining: dict[str, int] | None = None
         if stop_early and learned is not None and "" not in todo:
             remaining = {n: learned.counts[n] for n in todo if learned.counts.get(n)}
-        for n in todo:
-            store.start(keys[n])
-        if learned is not None:  # sizes known: decide precision and evictions before copying
-            order = {n: i for i, n in enumerate(learned.counts)}
-            planned = sorted(todo, key=lambda n: order.get(n, len(order)))
-            sizes = [(keys[n], *learned.sizes.get(n, (0, 0))) for n in planned]
-            store.plan(sizes, protected=set(keys.values()), report=report)
-
         output, completed, stopped = None, False, False
-        if todo and (remaining is None or remaining):
-            output, completed, stopped, new = self._run(
-                named, args, todo, keys, remaining, learned, train, report, progress
-            )
-            if new is not None:
-                self._state.learned[key] = new
-        else:  # nothing to run: all cached, or known not to run on this input
-            store.finish([keys[n] for n in todo], complete=True)
+        try:
+            for n in todo:
+                store.start(keys[n], check)
+            if learned is not None:  # sizes known: decide precision and evictions before copying
+                order = {n: i for i, n in enumerate(learned.counts)}
+                planned = sorted(todo, key=lambda n: order.get(n, len(order)))
+                sizes = [(keys[n], *learned.sizes.get(n, (0, 0))) for n in planned]
+                store.plan(sizes, protected=set(keys.values()), report=report)
+            if todo and (remaining is None or remaining):
+                output, completed, stopped, new = self._run(
+                    named, args, todo, keys, remaining, learned, train, report, progress
+                )
+                if new is not None:
+                    self._state.learned[key] = new
+        finally:  # also after an interrupt: open entries are closed or dropped, never left
+            ran = completed or stopped or not (todo and (remaining is None or remaining))
+            store.finish([keys[n] for n in todo], complete=ran)
 
-        calls = {n: store.take(keys[n]) for n in names}
+        calls = {n: store.take(keys[n]) for n in wanted}
+        if "" in wanted and not completed and calls[""]:
+            output = calls[""][0]  # the model's output, from the cache
+            completed = True
         if digest is None:  # nothing to reuse later: free the budget now
-            store.discard([keys[n] for n in names])
-        report.stored_bytes = store.used_bytes
+            store.discard([keys[n] for n in wanted])
+        report.stored_bytes = store.held_bytes
         if report.changed_anything:
             warnings.warn(_budget_message(report), ResourceWarning, stacklevel=2)
         return Activations(
-            calls,
+            {n: calls[n] for n in names},
             requested=names,
             output=output if completed else None,
             stopped_early=stopped,
-            from_cache=frozenset(hits),
+            from_cache=frozenset(hits & set(names)),
             memory=report,
         )
 
@@ -280,7 +321,6 @@ class Capturer:
         finally:
             for handle in handles:
                 handle.remove()
-            store.finish([keys[n] for n in todo], complete=completed or stopped)
         return output, completed, stopped, (new if learn and completed else None)
 
 

@@ -22,6 +22,8 @@ def model_kept_as_found(model: nn.Module, train: bool, grad: bool = False) -> It
     the grad mode restored on the way out, whatever happened inside."""
     modes = [(m, m.training) for m in model.modules()]
     was_grad = torch.is_grad_enabled()
+    # In train mode BatchNorm updates its running statistics: keep them to put them back.
+    saved = [(b, b.detach().clone()) for b in model.buffers()] if train else []
     model.train(train)
     try:
         with torch.set_grad_enabled(grad):
@@ -30,6 +32,10 @@ def model_kept_as_found(model: nn.Module, train: bool, grad: bool = False) -> It
         for module, mode in modes:
             module.training = mode
         torch.set_grad_enabled(was_grad)
+        with torch.no_grad():
+            for buf, value in saved:
+                if not torch.equal(buf, value):
+                    buf.copy_(value)
 
 
 def as_args(inputs: Any) -> tuple[Any, ...]:

@@ -1,13 +1,17 @@
 """A byte-budgeted store of captured outputs that doubles as the cache between captures.
 
-The budget is checked before each copy is made, so what LayerScope holds never exceeds it:
-first older captures are evicted (least recently used), then outputs are kept in bfloat16
-(half the bytes, float32's range), and as a last resort the oldest outputs of the running
-capture are dropped. Every such step is written into the capture's MemoryReport.
+The budget bounds everything the store holds: its entries and the idle buffers kept for reuse.
+It is checked before each copy is made, so the store never exceeds it: first idle buffers are
+freed, then older entries are evicted (least recently used first), then outputs are kept in
+bfloat16 (half the bytes, float32's range), and as a last resort the oldest outputs of the
+running capture are dropped. Every such step is written into the capture's MemoryReport.
 
 When an earlier forward showed the sizes, ``plan`` takes these decisions before the forward,
 so nothing is copied only to be converted or dropped later; ``add_call`` still enforces the
-budget call by call, for first runs and for outputs whose size differs from the plan."""
+budget call by call, for first runs and for outputs whose size differs from the plan.
+
+Byte counts are derived from what the entries hold (``settle`` recomputes them), so an
+interrupted capture cannot leave the accounting wrong."""
 
 from __future__ import annotations
 
@@ -33,10 +37,12 @@ EntryKey = tuple[Hashable, str]
 @dataclass
 class _Entry:
     calls: list[Any] = field(default_factory=list)
+    buffers: list[torch.Tensor] = field(default_factory=list)  # pooled memory behind the calls
     nbytes: int = 0
     complete: bool = False
     reduced: bool = False
     evicted: bool = False
+    check: Hashable = None  # what must still hold for the entry to be served (weights' digest)
 
 
 def output_bytes(obj: Any, reduce: bool) -> int:
@@ -50,19 +56,6 @@ def output_bytes(obj: Any, reduce: bool) -> int:
     return total
 
 
-def _copy(obj: Any, storage: torch.device | None, reduce: bool, pool: BufferPool | None) -> Any:
-    def one(t: torch.Tensor) -> torch.Tensor:
-        dtype = REDUCED_DTYPE if reduce and t.is_floating_point() and t.element_size() > 2 else None
-        device = storage or t.device
-        # One copy, straight to the storage device and dtype: the clone that makes in-place ops
-        # after the module harmless.
-        if pool is not None and device.type == "cpu":
-            return pool.empty(t.shape, dtype or t.dtype).copy_(t.detach())
-        return t.detach().to(device=device, dtype=dtype or t.dtype, copy=True)
-
-    return map_tensors(obj, one)
-
-
 class ActivationStore:
     """Captured outputs keyed by (input key, module name), in least-recently-used order."""
 
@@ -71,19 +64,20 @@ class ActivationStore:
             raise ValueError(
                 f"memory_budget must be a positive number of bytes, got {budget_bytes}"
             )
-        self.used_bytes = 0
-        self.pool = BufferPool(int(budget_bytes))
         self.budget_bytes = int(budget_bytes)
+        self.budget_set = False  # set explicitly by a user (a later different value warns)
+        self.pool = BufferPool()
         self._entries: OrderedDict[EntryKey, _Entry] = OrderedDict()
 
     @property
-    def budget_bytes(self) -> int:
-        return self._budget
+    def used_bytes(self) -> int:
+        """Bytes held by the entries."""
+        return sum(e.nbytes for e in self._entries.values())
 
-    @budget_bytes.setter
-    def budget_bytes(self, value: int) -> None:
-        self._budget = int(value)
-        self.pool.limit_bytes = self._budget  # pooled buffers count against the same budget
+    @property
+    def held_bytes(self) -> int:
+        """Bytes held in all: the entries and the idle buffers kept for reuse."""
+        return self.used_bytes + self.pool.idle_bytes
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -96,14 +90,14 @@ class ActivationStore:
         self._entries.move_to_end(key)
         return entry.calls
 
-    def is_reduced(self, key: EntryKey) -> bool:
+    def check_of(self, key: EntryKey) -> Hashable:
         entry = self._entries.get(key)
-        return bool(entry and entry.reduced)
+        return entry.check if entry is not None else None
 
-    def start(self, key: EntryKey) -> None:
+    def start(self, key: EntryKey, check: Hashable = None) -> None:
         """Open an empty entry for a module about to be captured (drops any stale one)."""
         self._drop(key)
-        self._entries[key] = _Entry()
+        self._entries[key] = _Entry(check=check)
 
     def plan(
         self,
@@ -115,9 +109,8 @@ class ActivationStore:
         """Decide precision and evictions for entries about to be filled, oldest first.
         ``items``: (key, bytes at full precision, bytes reduced) in execution order."""
         need = sum(full for _, full, _ in items)
-        if self.used_bytes + need > self.budget_bytes:
-            report.evicted_cached += self._evict(need, keep=protected)
-        room = self.budget_bytes - self.used_bytes
+        report.evicted_cached += self._make_room(need, keep=protected)
+        room = self.budget_bytes - self.held_bytes
         all_reduced = sum(reduced for _, _, reduced in items)
         for key, full, reduced in items:  # while even bfloat16 won't fit, the oldest are dropped
             if all_reduced <= room:
@@ -150,29 +143,43 @@ class ActivationStore:
         if entry.evicted:
             return
         need = output_bytes(output, reduce=entry.reduced)
-        if self.used_bytes + need > self.budget_bytes:
-            report.evicted_cached += self._evict(need, keep=protected)
-        if self.used_bytes + need > self.budget_bytes and not entry.reduced:
-            entry.reduced = True
-            need = output_bytes(output, reduce=True)
+        report.evicted_cached += self._make_room(need, keep=protected)
+        if self.held_bytes + need > self.budget_bytes and not entry.reduced:
             # Earlier calls of this module were stored at full precision; bring them down too.
-            entry.calls = [_copy(c, None, True, None) for c in entry.calls]
-            self.used_bytes -= entry.nbytes
-            entry.nbytes = sum(output_bytes(c, False) for c in entry.calls)
-            self.used_bytes += entry.nbytes
+            entry.reduced = True
+            entry.calls = [self._copy(c, None, True, None) for c in entry.calls]
+            self._release_buffers(entry)
+            self.settle(key)
+            need = output_bytes(output, reduce=True)
             report.reduced.append(key[1])
-        if self.used_bytes + need > self.budget_bytes:
-            report.evicted.extend(self._evict_oldest(need, among=protected - {key}))
-        if self.used_bytes + need > self.budget_bytes:
+        if self.held_bytes + need > self.budget_bytes:
+            report.evicted.extend(self._evict_running(need, among=protected - {key}))
+        if self.held_bytes + need > self.budget_bytes:
             self._drop(key)
             self._entries[key] = _Entry(evicted=True)
             report.evicted.append(key[1])
             return
-        entry.calls.append(_copy(output, storage, entry.reduced, self.pool))
+        entry.calls.append(self._copy(output, storage, entry.reduced, entry.buffers))
         entry.nbytes += need
-        self.used_bytes += need
-        report.peak_bytes = max(report.peak_bytes, self.used_bytes)
+        report.peak_bytes = max(report.peak_bytes, self.held_bytes)
         self._entries.move_to_end(key)
+
+    def put(self, key: EntryKey, value: Any, check: Hashable = None) -> bool:
+        """Keep a derived result (Grad-CAM's gradients) under the same budget; False when it
+        does not fit even after evicting every other entry (then nothing is kept)."""
+        need = output_bytes(value, reduce=False)
+        self._drop(key)
+        self._make_room(need, keep=set())
+        if self.held_bytes + need > self.budget_bytes:
+            return False
+        self._entries[key] = _Entry(calls=[value], nbytes=need, complete=True, check=check)
+        return True
+
+    def settle(self, key: EntryKey) -> None:
+        """Recompute an entry's bytes from what it holds."""
+        entry = self._entries.get(key)
+        if entry is not None:
+            entry.nbytes = sum(output_bytes(c, False) for c in entry.calls)
 
     def finish(self, keys: list[EntryKey], complete: bool) -> None:
         """Close the entries of a capture: finished ones become cache hits; evicted, half-written
@@ -182,6 +189,7 @@ class ActivationStore:
             if entry is None or (entry.complete and not entry.evicted):
                 continue
             if complete and not entry.evicted:
+                self.settle(key)
                 entry.complete = True
             else:
                 self._drop(key)
@@ -195,34 +203,69 @@ class ActivationStore:
             self._drop(key)
 
     def clear(self) -> None:
-        """Drop every entry and the pooled buffers."""
-        self._entries.clear()
-        self.used_bytes = 0
+        """Drop every entry and the idle buffers."""
+        for key in list(self._entries):
+            self._drop(key)
         self.pool.clear()
+
+    def _copy(
+        self,
+        obj: Any,
+        storage: torch.device | None,
+        reduce: bool,
+        buffers: list[torch.Tensor] | None,
+    ) -> Any:
+        def one(t: torch.Tensor) -> torch.Tensor:
+            small = reduce and t.is_floating_point() and t.element_size() > 2
+            dtype = REDUCED_DTYPE if small else t.dtype
+            device = storage or t.device
+            # One copy, straight to the storage device and dtype: the clone that makes in-place
+            # ops after the module harmless.
+            if buffers is not None and device.type == "cpu":
+                out, buf = self.pool.empty(t.shape, dtype)
+                buffers.append(buf)
+                return out.copy_(t.detach())
+            return t.detach().to(device=device, dtype=dtype, copy=True)
+
+        return map_tensors(obj, one)
+
+    def _release_buffers(self, entry: _Entry) -> None:
+        """Give an entry's pooled buffers back once its calls no longer hold them."""
+        buffers, entry.buffers = entry.buffers, []
+        room = self.budget_bytes - self.used_bytes
+        self.pool.give_back(buffers, room=max(0, room))
 
     def _drop(self, key: EntryKey) -> None:
         entry = self._entries.pop(key, None)
         if entry is not None:
-            self.used_bytes -= entry.nbytes
+            entry.calls = []
+            entry.nbytes = 0
+            self._release_buffers(entry)
 
-    def _evict(self, need: int, keep: set[EntryKey]) -> int:
+    def _make_room(self, need: int, keep: set[EntryKey]) -> int:
+        """Free idle buffers, then evict older entries, until ``need`` more bytes fit."""
+        over = self.held_bytes + need - self.budget_bytes
+        if over > 0:
+            self.pool.release(over)
         evicted = 0
         for key in list(self._entries):
-            if self.used_bytes + need <= self.budget_bytes:
+            if self.held_bytes + need <= self.budget_bytes:
                 break
             if key not in keep:
                 self._drop(key)
+                self.pool.release(self.held_bytes + need - self.budget_bytes)
                 evicted += 1
         return evicted
 
-    def _evict_oldest(self, need: int, among: set[EntryKey]) -> list[str]:
+    def _evict_running(self, need: int, among: set[EntryKey]) -> list[str]:
         names = []
         for key in list(self._entries):
-            if self.used_bytes + need <= self.budget_bytes:
+            if self.held_bytes + need <= self.budget_bytes:
                 break
             entry = self._entries[key]
             if key in among and not entry.evicted and entry.calls:
                 self._drop(key)
+                self.pool.release(self.held_bytes + need - self.budget_bytes)
                 self._entries[key] = _Entry(evicted=True)
                 names.append(key[1])
         return names
