@@ -18,6 +18,19 @@ await esbuild.build({
   legalComments: "none",
   metafile: true,
 });
+// The same partial plotly.js as a classic script for the HTML export (window.Plotly).
+await esbuild.build({
+  entryPoints: [fileURLToPath(new URL("./src/plotly-global.js", import.meta.url))],
+  bundle: true,
+  format: "iife",
+  minify: true,
+  target: ["es2020"],
+  outfile: outfile.replace(/widget\.js$/, "plotly-partial.js"),
+  define: { global: "globalThis", "process.env.NODE_ENV": '"production"' },
+  logLevel: "warning",
+  legalComments: "none",
+});
+rmSync(outfile.replace(/widget\.js$/, "plotly-partial.css"), { force: true });
 // plotly.js pulls in a stylesheet for map traces LayerScope does not use; the widget's own CSS
 // is shipped instead.
 rmSync(outfile.replace(/\.js$/, ".css"), { force: true });

@@ -15,7 +15,7 @@ if ! .venv/bin/python -c "import layerscope, torchvision, jupyterlab, playwright
   touch .venv/.layerscope-installed
 fi
 # Rebuild the bundle when the front end changed since the last build.
-if [ ! -f src/layerscope/static/widget.js ] \
+if [ ! -f src/layerscope/static/widget.js ] || [ ! -f src/layerscope/static/plotly-partial.js ] \
    || [ -n "$(find js/src js/package.json js/build.mjs -newer src/layerscope/static/widget.js 2>/dev/null | head -n 1)" ]; then
   (cd js && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm run build)
 fi

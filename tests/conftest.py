@@ -101,10 +101,14 @@ def assert_same(a, b) -> None:
         assert a == b
 
 
-def live_tensor_bytes(*exclude: object) -> int:
+_IS_TENSOR: dict[type, bool] = {}
+
+
+def live_tensor_bytes(*exclude: object, collect: bool = True) -> int:
     """Bytes of every live CPU tensor storage, each storage counted once, leaving out the
     storages of the tensors in ``exclude`` (a model's parameters, the inputs). Measured from
-    outside LayerScope: every tensor object the garbage collector can see."""
+    outside LayerScope: every tensor object the garbage collector can see. ``collect=False``
+    skips the cycle collection (for sampling in a loop: refcounting frees the rest)."""
     import gc
 
     from layerscope.nested import iter_tensors
@@ -115,12 +119,15 @@ def live_tensor_bytes(*exclude: object) -> int:
             [*obj.parameters(), *obj.buffers()] if isinstance(obj, torch.nn.Module) else []
         ) or list(iter_tensors(obj))
         skip.update(t.untyped_storage().data_ptr() for t in tensors)
-    gc.collect()
+    if collect:
+        gc.collect()
     sizes: dict[int, int] = {}
     for obj in gc.get_objects():
-        if type(obj) is not torch.Tensor and not isinstance(obj, torch.Tensor):
-            continue
-        if obj.device.type != "cpu" or obj.is_sparse:
+        kind = type(obj)
+        is_tensor = _IS_TENSOR.get(kind)
+        if is_tensor is None:  # issubclass once per type: isinstance on Tensor's metaclass is slow
+            is_tensor = _IS_TENSOR[kind] = issubclass(kind, torch.Tensor)
+        if not is_tensor or obj.device.type != "cpu" or obj.is_sparse:
             continue
         storage = obj.untyped_storage()
         ptr = storage.data_ptr()

@@ -8,15 +8,16 @@ from .activations import Activations, MemoryReport
 from .capture import Capturer, capture, resolve_modules
 from .compare import Comparison, compare_images, compare_models
 from .errors import CaptureError, ImageError, LayerScopeError, UnknownModuleError
-from .explorer import Explorer
-from .gradients import GradCam, grad_cam
+from .gradients import GradCam, grad_cam, grad_cams
 from .images import load_image, sample_image
 from .models import Preset, load_preset
 from .nested import Dropped
 from .preprocess import PreparedImage, Preprocess, prepare_image
 from .receptive import ReceptiveField, receptive_fields
+from .spatial import Layout
 from .store import DEFAULT_MEMORY_BUDGET
 from .tree import module_tree
+from .widget import Explorer, ViewState
 
 __all__ = [
     "Activations",
@@ -28,6 +29,7 @@ __all__ = [
     "Explorer",
     "GradCam",
     "ImageError",
+    "Layout",
     "LayerScopeError",
     "MemoryReport",
     "PreparedImage",
@@ -35,10 +37,12 @@ __all__ = [
     "Preset",
     "ReceptiveField",
     "UnknownModuleError",
+    "ViewState",
     "capture",
     "compare_images",
     "compare_models",
     "grad_cam",
+    "grad_cams",
     "load_image",
     "load_preset",
     "module_tree",

@@ -152,6 +152,45 @@ class Capturer:
         learned = self._state.learned.get(self._key(as_args(inputs), train))
         return dict(learned.shapes) if learned else None
 
+    def _cache_key(self, inputs: Any, name: Hashable) -> tuple[Any, dict[str, nn.Module]] | None:
+        named = dict(self.model.named_modules())
+        args = prepare_inputs(self.model, named, as_args(inputs))
+        digest = input_digest(args)
+        if digest is None:
+            return None
+        return ((self._key(args, False, named), digest, weights_version(named)), name), named
+
+    def holds(self, inputs: Any, name: str) -> bool:
+        """Whether the cache holds ``name``'s output for ``inputs`` (no forward, no check of the
+        weights' values: a question about memory, not about freshness)."""
+        found = self._cache_key(inputs, name)
+        return found is not None and self._state.store.lookup(found[0]) is not None
+
+    def derived(self, inputs: Any, key: Hashable) -> Any:
+        """A result derived from ``inputs`` and the weights (Grad-CAM's), kept with
+        :meth:`keep_derived`; None when absent or when the weights' values changed since."""
+        found = self._cache_key(inputs, ("derived", key))
+        if found is None:
+            return None
+        entry, named = found
+        store = self._state.store
+        value = store.lookup(entry)
+        if value is None:
+            return None
+        if store.check_of(entry) != weights_fingerprint(named):
+            store.discard([entry])
+            return None
+        return value[0]
+
+    def keep_derived(self, inputs: Any, key: Hashable, value: Any) -> bool:
+        """Keep ``value`` (tensors, in dicts and tuples) under the model's memory budget;
+        False when it does not fit."""
+        found = self._cache_key(inputs, ("derived", key))
+        if found is None:
+            return False
+        entry, named = found
+        return self._state.store.put(entry, value, check=weights_fingerprint(named))
+
     def capture(
         self,
         inputs: Any,

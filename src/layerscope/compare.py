@@ -18,8 +18,8 @@ from . import reduce
 from .capture import capture
 from .errors import LayerScopeError
 from .nested import first_tensor
-from .payload import spatial_maps
 from .preprocess import Preprocess, prepare_image
+from .spatial import spatial_maps
 
 __all__ = ["Comparison", "compare_images", "compare_models"]
 

@@ -16,16 +16,19 @@ from torch import nn
 
 from .capture import resolve_modules
 from .errors import CaptureError, LayerScopeError
-from .nested import first_tensor, map_tensors
+from .nested import describe, first_tensor, map_tensors
+from .outputs import class_output
 from .safety import as_args, forward_failed, model_kept_as_found, prepare_inputs
+from .spatial import Layout, spatial_maps
 
-__all__ = ["GradCam", "grad_cam"]
+__all__ = ["GradCam", "grad_cam", "grad_cams"]
 
 
 @dataclass(frozen=True)
 class GradCam:
-    """``cam`` (H, W) at the module's resolution, ``activation`` and ``gradient`` (C, H, W),
-    ``weights`` (C,) and the target ``score`` that was differentiated."""
+    """``cam`` (H, W) at the module's resolution, ``activation`` and ``gradient`` (C, H, W)
+    (channels first, whatever the module's own layout), ``weights`` (C,) and the target
+    ``score`` that was differentiated over ``pixels`` pixels."""
 
     module: str
     target_class: int
@@ -45,30 +48,62 @@ def grad_cam(
     *,
     region: torch.Tensor | None = None,
     call: int = 0,
+    layout: Layout | None = None,
 ) -> GradCam:
     """Grad-CAM of ``target_class`` at ``module`` (its ``call``-th call).
 
-    ``region``: an (H, W) boolean mask over the model's output pixels; the score is summed
-    there instead of over the pixels predicted as the class (segmentation models only)."""
+    ``region``: an (h, w) boolean mask over the class map's pixels; the score is summed there
+    instead of over the pixels predicted as the class (segmentation models only).
+    ``layout``: where the output's channels and grid are (traced by the Explorer; default:
+    from the shape)."""
+    layouts = {module: layout} if layout is not None else None
+    result = grad_cams(model, inputs, [module], target_class, region=region, call=call,
+                       layouts=layouts, strict=True)  # fmt: skip
+    return result[module]
+
+
+def grad_cams(
+    model: nn.Module,
+    inputs: Any,
+    modules: list[str],
+    target_class: int,
+    *,
+    region: torch.Tensor | None = None,
+    call: int = 0,
+    layouts: dict[str, Layout] | None = None,
+    strict: bool = False,
+) -> dict[str, GradCam]:
+    """Grad-CAM at several modules from one forward and one backward pass: the gradient of the
+    score reaches every module's output at once. Modules without a spatial map are left out
+    (``strict``: an error instead)."""
     named = dict(model.named_modules())
-    (name,) = resolve_modules(model, [module], named)
+    names = resolve_modules(model, modules, named)
     args = prepare_inputs(model, named, as_args(inputs))
-    kept: list[torch.Tensor] = []
-    seen = [0]
+    layouts = layouts or {}
+    kept: dict[str, torch.Tensor] = {}
+    seen = dict.fromkeys(names, 0)
 
-    def hook(_m: nn.Module, _a: Any, out: Any) -> Any:
-        seen[0] += 1
-        if seen[0] - 1 != call:
-            return None
-        t = first_tensor(out)
-        if t is None or t.dim() != 4:
-            raise LayerScopeError(f"Grad-CAM needs a (N, C, H, W) map; {name} gives {type(out)}")
-        kept.append(t)
-        # Downstream gets a copy, so in-place ops after the module (ResNet's ReLU) cannot
-        # rewrite the tensor whose gradient is asked for.
-        return map_tensors(out, lambda x: x.clone() if x is t else x)
+    def hook(name: str) -> Any:
+        def keep(_m: nn.Module, _a: Any, out: Any) -> Any:
+            seen[name] += 1
+            if seen[name] - 1 != call:
+                return None
+            t = first_tensor(out)
+            maps = spatial_maps(t, 0, layouts.get(name))[0] if t is not None else None
+            if t is None or maps is None or not t.is_floating_point():
+                if strict:
+                    raise LayerScopeError(
+                        f"Grad-CAM needs a spatial map; {name} gives {describe(out)}"
+                    )
+                return None
+            kept[name] = t
+            # Downstream gets a copy, so in-place ops after the module (ResNet's ReLU) cannot
+            # rewrite the tensor whose gradient is asked for.
+            return map_tensors(out, lambda x: x.clone() if x is t else x)
 
-    handle = named[name].register_forward_hook(hook)
+        return keep
+
+    handles = [named[n].register_forward_hook(hook(n)) for n in names]
     try:
         with model_kept_as_found(model, train=False, grad=True):
             try:
@@ -77,28 +112,38 @@ def grad_cam(
                 raise
             except Exception as exc:
                 raise CaptureError(forward_failed(model, args, exc)) from exc
-            if not kept:
+            if strict and not kept:
+                name = names[0]
                 raise LayerScopeError(
-                    f"{name} ran {seen[0]} time(s) in this forward: no call {call}"
+                    f"{name} ran {seen[name]} time(s) in this forward: no call {call}"
                 )
-            score, pixels = _target(first_tensor(output), target_class, region)
-            (gradient,) = torch.autograd.grad(score, kept[0])
+            score, pixels = _target(output, target_class, region)
+            order = list(kept)
+            grads = torch.autograd.grad(score, [kept[n] for n in order], allow_unused=True)
     finally:
-        handle.remove()
-    activation = kept[0].detach()[0]
-    gradient = gradient.detach()[0]
-    weights = gradient.mean(dim=(1, 2))
-    cam = torch.relu((weights[:, None, None] * activation).sum(0))
-    return GradCam(
-        name, target_class, cam, activation, gradient, weights, float(score.detach()), pixels
-    )
+        for handle in handles:
+            handle.remove()
+    results = {}
+    for name, gradient in zip(order, grads):
+        if gradient is None:  # not on the path to the class score (an auxiliary head)
+            gradient = torch.zeros_like(kept[name])
+        activation = spatial_maps(kept[name].detach(), 0, layouts.get(name))[0]
+        grad_maps = spatial_maps(gradient.detach(), 0, layouts.get(name))[0]
+        weights = grad_maps.float().mean(dim=(1, 2))
+        cam = torch.relu((weights[:, None, None] * activation.float()).sum(0))
+        results[name] = GradCam(name, target_class, cam, activation, grad_maps, weights,
+                                float(score.detach()), pixels)  # fmt: skip
+    return results
 
 
-def _target(
-    logits: torch.Tensor | None, cls: int, region: torch.Tensor | None
-) -> tuple[torch.Tensor, int]:
-    if logits is None or logits.dim() not in (2, 4):
-        raise LayerScopeError("Grad-CAM needs class scores: an (N, K) or (N, K, H, W) output")
+def _target(output: Any, cls: int, region: torch.Tensor | None) -> tuple[torch.Tensor, int]:
+    found = class_output(output)
+    if found is None:
+        raise LayerScopeError(
+            "Grad-CAM needs class scores: an (N, K) or (N, K, H, W) output "
+            "(a tensor, torchvision's 'out' or a Hugging Face 'logits')"
+        )
+    logits = found.scores
     k = logits.shape[1]
     if not 0 <= cls < k:
         raise LayerScopeError(f"class {cls} is out of range: the model has {k} classes")

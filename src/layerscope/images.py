@@ -18,6 +18,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
+from .receptive import ReceptiveField
 
 __all__ = ["Geometry", "load_image", "sample_image", "SAMPLE_IMAGES", "DEFAULT_MAX_SIDE"]
 
@@ -50,18 +51,76 @@ class Geometry:
     offset: tuple[float, float] = (0.0, 0.0)
     source_size: tuple[int, int] | None = None
 
-    def cell_box(self, layer_size: tuple[int, int], row: int, col: int) -> tuple[float, ...]:
-        """Image-pixel box ``(y0, x0, y1, x1)`` of one cell of an ``(H, W)`` activation map,
+    def cell_box(
+        self, layer_size: tuple[int, int], row: int, col: int, pool: int = 1
+    ) -> tuple[float, float, float, float]:
+        """Image-pixel box ``(y0, x0, y1, x1)`` of displayed cell (row, col) of a map over an
+        ``(H, W)`` layer pooled by ``pool`` (cells of the layer per displayed cell, per side),
         clipped to the image: the cell's stride footprint through the resize and crop."""
         (ih, iw), (lh, lw) = self.input_size, layer_size
         sy, sx = ih / lh, iw / lw
-        y0, x0 = self._to_image(row * sy, col * sx)
-        y1, x1 = self._to_image((row + 1) * sy, (col + 1) * sx)
-        h, w = self.image_size
-        return (max(0.0, y0), max(0.0, x0), min(float(h), y1), min(float(w), x1))
+        r1, c1 = min(lh, (row + 1) * pool), min(lw, (col + 1) * pool)
+        y0, x0 = self._to_image(row * pool * sy, col * pool * sx)
+        y1, x1 = self._to_image(r1 * sy, c1 * sx)
+        return self._clip(y0, x0, y1, x1)
+
+    def cell_at(
+        self, layer_size: tuple[int, int], y: float, x: float, pool: int = 1
+    ) -> tuple[int, int] | None:
+        """The displayed cell under image point (y, x), or None outside the model's input."""
+        (ih, iw), (lh, lw) = self.input_size, layer_size
+        iy, ix = (y - self.offset[0]) / self.scale[0], (x - self.offset[1]) / self.scale[1]
+        if iy < 0 or ix < 0 or iy >= ih or ix >= iw:
+            return None
+        return (math.floor(iy * lh / ih) // pool, math.floor(ix * lw / iw) // pool)
+
+    def overlay_placement(self, layer_size: tuple[int, int], pool: int = 1) -> dict[str, float]:
+        """Where a pooled map drawn over the image goes: first cell centre (x0, y0) and cell
+        size (dx, dy) in image pixels."""
+        dy = self.input_size[0] / layer_size[0] * pool * self.scale[0]
+        dx = self.input_size[1] / layer_size[1] * pool * self.scale[1]
+        return {"x0": self.offset[1] + dx / 2, "y0": self.offset[0] + dy / 2, "dx": dx, "dy": dy}
+
+    def receptive_box(
+        self, rf: ReceptiveField, layer_size: tuple[int, int], row: int, col: int, pool: int = 1
+    ) -> tuple[float, float, float, float]:
+        """Image-pixel box of the receptive field of displayed cell (row, col), clipped to the
+        image; a pooled cell covers ``pool`` x ``pool`` units, so its field is their union."""
+        last_r, last_c = (
+            min(layer_size[0], (row + 1) * pool) - 1,
+            min(layer_size[1], (col + 1) * pool) - 1,
+        )
+        iy0 = row * pool * rf.stride[0] - rf.padding[0]
+        ix0 = col * pool * rf.stride[1] - rf.padding[1]
+        iy1 = last_r * rf.stride[0] - rf.padding[0] + rf.size[0]
+        ix1 = last_c * rf.stride[1] - rf.padding[1] + rf.size[1]
+        y0, x0 = self._to_image(iy0, ix0)
+        y1, x1 = self._to_image(iy1, ix1)
+        return self._clip(y0, x0, y1, x1)
+
+    def region_mask(
+        self, box: tuple[float, float, float, float], output_size: tuple[int, int]
+    ) -> torch.Tensor:
+        """An image-pixel box (y0, x0, y1, x1) as a boolean mask over an (h, w) output that
+        covers the model's input: every output pixel the box touches."""
+        (ih, iw), (oh, ow) = self.input_size, output_size
+        y0, x0, y1, x1 = box
+        ty0, ty1 = (y0 - self.offset[0]) / self.scale[0], (y1 - self.offset[0]) / self.scale[0]
+        tx0, tx1 = (x0 - self.offset[1]) / self.scale[1], (x1 - self.offset[1]) / self.scale[1]
+        r0, r1 = max(0, math.floor(ty0 * oh / ih)), min(oh, math.ceil(ty1 * oh / ih))
+        c0, c1 = max(0, math.floor(tx0 * ow / iw)), min(ow, math.ceil(tx1 * ow / iw))
+        mask = torch.zeros(output_size, dtype=torch.bool)
+        mask[r0:r1, c0:c1] = True
+        return mask
 
     def _to_image(self, y: float, x: float) -> tuple[float, float]:
         return (self.offset[0] + y * self.scale[0], self.offset[1] + x * self.scale[1])
+
+    def _clip(
+        self, y0: float, x0: float, y1: float, x1: float
+    ) -> tuple[float, float, float, float]:
+        h, w = self.image_size
+        return (max(0.0, y0), max(0.0, x0), min(float(h), y1), min(float(w), x1))
 
     def to_json(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

@@ -1,5 +1,8 @@
 """Reductions from a captured tensor to what a view needs. They run on the tensor's own device
-(a GPU stays a GPU); only the small results are copied to the CPU as numpy arrays."""
+(a GPU stays a GPU); only the small results are copied to the CPU as numpy arrays.
+
+Statistics and histograms are taken over the finite values and say how many NaN, +inf and -inf
+there were; maps keep NaN where a value was not finite, so a view can mark those cells."""
 
 from __future__ import annotations
 
@@ -9,8 +12,10 @@ from typing import Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 __all__ = [
+    "Aggregate",
     "Stats",
     "channel_map",
     "aggregate",
@@ -18,6 +23,9 @@ __all__ = [
     "histogram",
     "stats",
     "value_at",
+    "pool_factor",
+    "pool_mean",
+    "pool_max",
 ]
 
 Aggregate = Literal["mean", "max", "l2"]
@@ -25,12 +33,18 @@ Aggregate = Literal["mean", "max", "l2"]
 
 @dataclass(frozen=True)
 class Stats:
+    """Mean, std, min, max and fraction of exact zeros over the ``count`` finite values; how
+    many values were NaN, +inf and -inf."""
+
     mean: float
     std: float
     min: float
     max: float
     zero_fraction: float
     count: int
+    nan: int = 0
+    posinf: int = 0
+    neginf: int = 0
 
     def to_json(self) -> dict[str, float | int]:
         return dict(self.__dict__)
@@ -64,27 +78,44 @@ def aggregate(maps: torch.Tensor, how: Aggregate = "mean") -> np.ndarray:
 def topk_channels(
     maps: torch.Tensor, k: int = 16, by: Literal["mean", "max"] = "mean"
 ) -> np.ndarray:
-    """Indices of the ``k`` channels with the highest mean (or max) activation, best first."""
+    """Indices of the ``k`` channels with the highest mean (or max) activation over their
+    finite values, best first."""
     m = _f32(maps).flatten(1)
-    score = m.mean(dim=1) if by == "mean" else m.amax(dim=1)
+    finite = torch.isfinite(m)
+    if bool(finite.all()):
+        score = m.mean(dim=1) if by == "mean" else m.amax(dim=1)
+    else:
+        zeroed = torch.where(finite, m, torch.zeros((), device=m.device))
+        if by == "mean":
+            score = zeroed.sum(1) / finite.sum(1).clamp_min(1)
+        else:
+            score = torch.where(finite, m, torch.full((), -math.inf, device=m.device)).amax(1)
     k = min(k, maps.shape[0])
     return torch.topk(score, k).indices.cpu().numpy()
+
+
+def _finite(v: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
+    """The finite values of a flat tensor and (NaN, +inf, -inf) counts; no copy when all are
+    finite (the common case)."""
+    ok = torch.isfinite(v)
+    if bool(ok.all()):
+        return v, (0, 0, 0)
+    counts = torch.stack([torch.isnan(v).sum(), (v == math.inf).sum(), (v == -math.inf).sum()])
+    nan, posinf, neginf = (int(c) for c in counts.cpu().tolist())
+    return v[ok], (nan, posinf, neginf)
 
 
 def histogram(
     t: torch.Tensor, bins: int = 64, value_range: tuple[float, float] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(counts, edges) of the finite values of ``t``; ``len(edges) == bins + 1``."""
-    v = _f32(t).flatten()
+    v, _ = _finite(_f32(t).flatten())
     if v.numel() == 0:
         return np.zeros(bins, np.int64), np.linspace(0.0, 1.0, bins + 1)
     low, high = (float(x) for x in torch.aminmax(v))
-    if not (math.isfinite(low) and math.isfinite(high)):  # NaN or inf: rare, worth the copy
-        v = v[torch.isfinite(v)]
-        if v.numel() == 0:
-            return np.zeros(bins, np.int64), np.linspace(0.0, 1.0, bins + 1)
-        low, high = (float(x) for x in torch.aminmax(v))
     lo, hi = value_range if value_range else (low, high)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        lo, hi = low, high
     if hi <= lo:
         lo, hi = lo - 0.5, hi + 0.5
     counts = torch.histc(v, bins=bins, min=lo, max=hi)
@@ -92,18 +123,38 @@ def histogram(
 
 
 def stats(t: torch.Tensor) -> Stats:
-    """Mean, std, min, max and the fraction of exact zeros (what a ReLU switched off)."""
-    v = _f32(t).flatten()
+    """Mean, std, min, max and the fraction of exact zeros (what a ReLU switched off), over
+    the finite values, with the counts of the others."""
+    v, (nan, posinf, neginf) = _finite(_f32(t).flatten())
     if v.numel() == 0:
-        return Stats(0.0, 0.0, 0.0, 0.0, 0.0, 0)
+        return Stats(0.0, 0.0, 0.0, 0.0, 0.0, 0, nan, posinf, neginf)
     std = v.std(unbiased=False) if v.numel() > 1 else torch.zeros((), device=v.device)
     low, high = torch.aminmax(v)
     zeros = (v == 0).sum() / v.numel()
     # One transfer for all five numbers.
     packed = torch.stack([v.mean(), std, low, high, zeros]).cpu().tolist()
-    return Stats(*packed, count=v.numel())
+    return Stats(*packed, count=v.numel(), nan=nan, posinf=posinf, neginf=neginf)
 
 
 def value_at(maps: torch.Tensor, row: int, col: int) -> np.ndarray:
     """Every channel's value at one cell, as a (C,) array."""
     return _f32(maps[:, row, col]).cpu().numpy()
+
+
+def pool_factor(h: int, w: int, side: int) -> int:
+    """The smallest integer pooling that brings an (h, w) map to at most ``side`` a side."""
+    return max(1, math.ceil(max(h, w) / side))
+
+
+def pool_mean(maps: torch.Tensor, f: int) -> torch.Tensor:
+    """(C, H, W) maps averaged over f x f cells (the last row and column may be partial)."""
+    if f == 1:
+        return _f32(maps)
+    return F.avg_pool2d(_f32(maps).unsqueeze(0), f, ceil_mode=True).squeeze(0)
+
+
+def pool_max(maps: torch.Tensor, f: int) -> torch.Tensor:
+    """(C, H, W) maps reduced to the maximum of each f x f cell."""
+    if f == 1:
+        return _f32(maps)
+    return F.max_pool2d(_f32(maps).unsqueeze(0), f, ceil_mode=True).squeeze(0)

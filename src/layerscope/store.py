@@ -31,7 +31,7 @@ __all__ = ["ActivationStore", "DEFAULT_MEMORY_BUDGET", "output_bytes"]
 DEFAULT_MEMORY_BUDGET = 2**30  # 1 GiB
 REDUCED_DTYPE = torch.bfloat16
 
-EntryKey = tuple[Hashable, str]
+EntryKey = tuple[Hashable, Hashable]
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Grad-CAM checked against autograd, every output shape, models beyond DeepLabV3."""
+"""Grad-CAM checked against autograd by hand: at one module or at several from one backward,
+through in-place ReLUs, on segmentation models and classifiers, and in the Explorer."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from torch import nn
 import layerscope as ls
 from conftest import build_deeplab, hook_snapshot
 from layerscope import Explorer
-from layerscope.gradients import grad_cam
+from layerscope.gradients import grad_cam, grad_cams
 
 
 def _direct_cam(model, x, module, score_fn):
@@ -67,13 +68,34 @@ def test_grad_cam_through_inplace_relu_and_on_a_classifier():
     ref, _ = _direct_cam(model, x, "layer4", lambda o: o[0, 3])
     torch.testing.assert_close(ours.cam, ref, rtol=1e-4, atol=1e-6)
     # bn1 is followed by ReLU(inplace=True): the hook hands a copy downstream, so autograd
-    # sees bn1's own output and the forward is unchanged.
+    # sees bn1's own output and the forward is unchanged. The reference is the same network
+    # with every ReLU out of place, where the plain hook is right.
     cam = grad_cam(model, x, "layer1.0.bn1", 3)
+    plain = torchvision.models.resnet18().eval()
+    plain.load_state_dict(model.state_dict())
+    for m in plain.modules():
+        if isinstance(m, nn.ReLU):
+            m.inplace = False
+    ref_bn1, ref_g = _direct_cam(plain, x, "layer1.0.bn1", lambda o: o[0, 3])
+    torch.testing.assert_close(cam.cam, ref_bn1, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(cam.gradient, ref_g, rtol=1e-4, atol=1e-7)
     assert cam.activation.min() < 0
     with pytest.raises(ls.LayerScopeError, match="out of range"):
         grad_cam(model, x, "layer4", 1000)
     with pytest.raises(ls.LayerScopeError, match="no call 5"):
         grad_cam(model, x, "layer4", 0, call=5)
+
+
+def test_one_backward_serves_every_module():
+    model = build_deeplab()
+    x = torch.randn(1, 3, 96, 96)
+    names = ["backbone.layer2", "backbone.layer4", "classifier.0", "backbone.layer1.0.relu"]
+    together = grad_cams(model, x, names, 0, region=torch.ones(96, 96, dtype=torch.bool))
+    assert set(together) == set(names)
+    for name in names:
+        alone = grad_cam(model, x, name, 0, region=torch.ones(96, 96, dtype=torch.bool))
+        torch.testing.assert_close(together[name].cam, alone.cam, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(together[name].gradient, alone.gradient, rtol=1e-3, atol=1e-5)
 
 
 def test_explorer_gradcam_overlay_and_region():
@@ -90,65 +112,10 @@ def test_explorer_gradcam_overlay_and_region():
     assert ex._error == "" and gc["module"] == "backbone.16" and gc["pixels"] > 0
     assert gc["map"]["shape"] == gc["map_size"] and sum(gc["histogram"]["counts"]) > 0
     ex.gradcam_region = [0.0, 0.0, 256.0, 512.0]  # the top half of the 512 px image
-    assert ex._gradcam["pixels"] == 64 * 128
+    assert ex._gradcam["pixels"] == 64 * 128  # the top half of the 128 x 128 class map
     direct = ex.grad_cam(region=[0.0, 0.0, 256.0, 512.0])
     assert np.allclose(
         np.frombuffer(ex._gradcam["map"]["data"], np.float32), direct.cam.numpy().ravel(), atol=1e-6
     )
     ex.overlay = "aggregate"
     assert ex._gradcam == {}
-
-
-def test_vision_transformer_tokens_on_their_patch_grid():
-    ex = Explorer("vit_b_16", weights=None, hooked_modules=["encoder.layers.encoder_layer_11"])
-    layer = ex._layer
-    assert layer["kind"] == "maps" and layer["grid"] == [14, 14] and layer["class_token"]
-    assert layer["channels"] == 768 and layer["map_size"] == [14, 14]
-    assert "class_token_stats" in layer
-    assert len(ex._prediction["top_label"]) == 5  # a classifier: the top predictions
-
-
-def test_vectors_get_labelled_bars():
-    ex = Explorer("resnet18", weights=None, hooked_modules=["avgpool", "fc"])
-    fc = ex._layer
-    assert fc["kind"] == "vector" and fc["length"] == 1000 and len(fc["top_label"]) == 16
-    assert abs(sum(fc["top_probability"]) - 1) < 1  # probabilities of the top 16
-    ex.selected_module = "avgpool"  # (1, 512, 1, 1): a vector, no labels
-    assert ex._layer["kind"] == "vector" and ex._layer["top_label"] is None
-
-
-class Video(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv3d(3, 4, 3, padding=1)
-        self.head = nn.Linear(4, 2)
-
-    def forward(self, x):
-        return self.head(self.conv(x).mean((2, 3, 4)))
-
-
-def test_video_by_frame_and_anything_else_gets_statistics():
-    torch.manual_seed(0)
-    clip = torch.rand(1, 3, 5, 16, 16)
-    ex = Explorer(
-        Video(),
-        np.zeros((16, 16, 3), np.uint8),
-        preprocess=lambda im: clip,
-        hooked_modules=["conv"],
-    )
-    assert ex._layer["frames"] == 5 and ex._layer["kind"] == "maps"
-    ex.selected_frame = 3
-    got = np.frombuffer(ex._channel["map"]["data"], np.float32).reshape(16, 16)
-    assert np.allclose(got, ex.activations["conv"][0, ex.selected_channel, 3].numpy())
-    ex.selected_frame = 9
-    assert "out of range" in ex._error and ex.selected_frame == 0
-
-
-@pytest.mark.parametrize("name", ["fcn_resnet50", "lraspp_mobilenet_v3_large"])
-def test_other_segmentation_models(name, monkeypatch):
-    monkeypatch.setenv("LAYERSCOPE_IMAGE_SIZE", "96")
-    ex = Explorer(name, weights=None)
-    assert ex._segmentation["legend"]
-    last = [n["id"] for n in ex._tree if n["shape"] and isinstance(n["shape"], list)][-1]
-    ex.hooked_modules = [last]
-    assert ex._error == "" and ex._layer["kind"] in ("maps", "vector", "values")

@@ -3,49 +3,30 @@ model, its preprocessing, class names and the notice the widget shows."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
-from .errors import LayerScopeError, close_matches
-from .models import PRESETS, load_preset
-from .preprocess import Preprocess
+from ..errors import LayerScopeError, close_matches
+from ..models import PRESETS, PretrainedWeightsUnavailable, load_preset
+from ..outputs import model_class_names
+from ..preprocess import Preprocess
 
-__all__ = ["check_options", "resolve_model", "OPTIONS"]
-
-# Traits that may be given to the constructor, besides its named arguments.
-OPTIONS = {
-    "selected_module",
-    "selected_channel",
-    "selected_call",
-    "selected_frame",
-    "aggregate",
-    "overlay",
-    "overlay_opacity",
-    "colorscale",
-    "selected_class",
-    "layout",
-}
-_ARGUMENTS = {
-    "preprocess",
-    "device",
-    "class_names",
-    "hooked_modules",
-    "weights",
-    "image_size",
-    "memory_budget",
-    "topk",
-    "bins",
-}
+__all__ = ["check_options", "resolve_model"]
 
 
-def check_options(options: dict[str, Any]) -> None:
-    unknown = sorted(set(options) - OPTIONS)
+def check_options(
+    options: dict[str, Any], traits: tuple[str, ...], arguments: tuple[str, ...]
+) -> None:
+    """Reject keyword arguments that are neither the Explorer's own nor a public trait, with
+    the closest name."""
+    unknown = sorted(set(options) - set(traits))
     if not unknown:
         return
-    known = sorted(OPTIONS | _ARGUMENTS)
+    known = sorted({*traits, *arguments})
     hints = []
     for u in unknown:
         near = close_matches(u, known, limit=1)
@@ -74,7 +55,10 @@ def resolve_model(
                 f"no preset named {name!r}; did you mean "
                 f"{', '.join(close_matches(name, PRESETS) or sorted(PRESETS))}?"
             )
-        preset = load_preset(name, weights=weights, device=device)
+        with warnings.catch_warnings():
+            # The widget shows the notice itself: one readable message, not a second warning.
+            warnings.simplefilter("ignore", PretrainedWeightsUnavailable)
+            preset = load_preset(name, weights=weights, device=device)
         model, class_names = preset.model, class_names or preset.class_names
         preprocess = preprocess or preset.preprocess
         notice, title = preset.notice or "", f"{name} ({preset.weights_source})"
@@ -82,6 +66,7 @@ def resolve_model(
         raise TypeError(f"model must be an nn.Module or a preset name, got {type(model)}")
     else:
         title = type(model).__name__
+        class_names = class_names or model_class_names(model)  # a Hugging Face config's labels
         if device is not None:
             model.to(device)
     if preprocess is None:

@@ -1,5 +1,6 @@
-"""The Explorer's state and messages without a browser: toggles become payloads, Python and
-the widget stay in sync, bad input from the front end shows as an error and changes nothing."""
+"""The Explorer's state without a browser: toggles become payloads, Python and the widget stay in
+sync, images change, figures and the saved state hold what is shown. Each test builds its own
+Explorer, so none depends on another's order."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from torch import nn
 import layerscope as ls
 from conftest import build_deeplab
 from layerscope import Explorer
-from layerscope.figures import VIEWS
 from layerscope.models import load_preset
+from layerscope.widget.figures import VIEWS
 
 
 def _payload_bytes(obj) -> int:
@@ -38,8 +39,12 @@ def _payload_bytes(obj) -> int:
 
 
 @pytest.fixture(scope="module")
-def explorer():
-    preset = load_preset("deeplabv3_resnet50", weights=None)
+def preset():
+    return load_preset("deeplabv3_resnet50", weights=None)
+
+
+@pytest.fixture
+def explorer(preset):
     return Explorer(
         preset.model, ls.sample_image(), preprocess=preset.preprocess.with_size(128),
         class_names=preset.class_names,
@@ -96,23 +101,14 @@ def test_reused_module_shows_each_call(explorer):
     assert explorer._layer["calls"] == 3 and explorer._layer["channels"] == 64
     explorer.selected_call = 2
     assert explorer._layer["call"] == 2 and explorer._layer["channels"] == 256
+    third = explorer.activations.calls("backbone.layer1.0.relu")[2][0]
+    got = np.frombuffer(explorer._channel["map"]["data"], np.float32).reshape(third.shape[-2:])
+    assert np.allclose(got, third[explorer.selected_channel].numpy())
+    explorer.selected_module = "backbone.layer1"  # another module: back to its first call
+    assert explorer.selected_call == 0 and explorer._layer["call"] == 0
 
 
-def test_bad_input_from_the_front_end_is_shown_and_ignored(explorer):
-    explorer.hooked_modules = ["backbone.layer4"]
-    before = explorer._channel["channel"]
-    explorer.selected_channel = 5000
-    assert "out of range" in explorer._error
-    assert explorer.selected_channel == before and explorer._channel["channel"] == before
-    explorer.hooked_modules = ["backbone.layer4", "layer3"]
-    assert "did you mean 'backbone.layer3'" in explorer._error
-    assert explorer.hooked_modules == ["backbone.layer4"]
-    explorer.hooked_modules = ["classifier.0.convs"]
-    assert explorer._layer["kind"] == "never-called"
-
-
-def test_payload_stays_small_for_a_2048_channel_layer():
-    preset = load_preset("deeplabv3_resnet50", weights=None)
+def test_payload_stays_small_for_a_2048_channel_layer(preset):
     ex = Explorer(preset.model, ls.sample_image(), preprocess=preset.preprocess.with_size(520))
     ex.hooked_modules = ["backbone.layer4"]
     assert ex._layer["map_size"] == [65, 65] and ex._layer["channels"] == 2048
@@ -160,6 +156,8 @@ def test_custom_model_and_constructor_errors():
     assert ex._layer["map_size"] == [19, 29]
     with pytest.raises(TypeError, match="did you mean 'hooked_modules'"):
         Explorer(Tiny(), hooked_module=["x"])
+    with pytest.raises(TypeError, match="did you mean 'colorscale'"):
+        Explorer(Tiny(), colourscale="Hot")  # checked against the widget's own traits
     with pytest.raises(ls.LayerScopeError, match="deeplabv3_resnet50"):
         Explorer("deeplabv3_resnet5")
 
@@ -173,3 +171,41 @@ def test_explorer_leaves_the_model_as_found():
     ex = Explorer(model, ls.sample_image(), preprocess=ls.Preprocess(resize=96))
     ex.hooked_modules = ["backbone.4", "classifier"]
     assert model.training and hook_snapshot(model) == before
+
+
+def test_images_from_samples_and_uploads(explorer):
+    explorer.hooked_modules = ["backbone.layer2"]
+    assert explorer.image_name == "" and "chelsea" in explorer._samples  # a path was given
+    before = explorer._channel["map"]["data"]
+    explorer.image_name = "chelsea"
+    assert explorer._error == ""
+    assert explorer._image["size"] == [300, 451]
+    assert explorer._layer["module"] == explorer.selected_module == "backbone.layer2"
+    assert explorer._channel["map"]["data"] != before
+    # An upload from the front end: a file's bytes in the _upload trait.
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.full((40, 80, 3), 200, np.uint8)).save(buf, format="PNG")
+    explorer.set_state({"_upload": {"name": "grey.png", "data": memoryview(buf.getvalue())}})
+    assert explorer._error == "" and explorer.image_name == "grey.png"
+    assert explorer._image["size"] == [40, 80]
+    # resized to 128 x 256 (shorter side 128), backbone.layer2 at stride 8
+    assert explorer.activations["backbone.layer2"].shape[-2:] == (16, 32)
+    explorer.set_state({"_upload": {"name": "notes.txt", "data": memoryview(b"not an image")}})
+    assert "not an image" in explorer._error and explorer.image_name == "grey.png"
+    assert explorer._image["size"] == [40, 80] and explorer._layer["module"] == "backbone.layer2"
+    explorer.image_name = "astronaut"
+    # Back to an image seen before: its output comes from the cache, the fields stay known.
+    assert explorer._layer["rf"] is not None and explorer._error == ""
+
+
+def test_saved_widget_state_holds_the_views(explorer):
+    explorer.hooked_modules = ["backbone.layer2"]
+    state = explorer.get_state()
+    for key in ("_layer", "_channel", "_image", "_tree", "_segmentation", "hooked_modules"):
+        assert state[key], key
+    # Binary payloads travel as buffers in the saved state, not as JSON lists.
+    assert isinstance(state["_layer"]["aggregates"]["data"], (bytes, memoryview))

@@ -1,0 +1,249 @@
+"""Every payload the kernel sends to the browser, declared once. ``js/src/schema.js`` holds the
+JSDoc twin of each type (checked by ``tsc``); names travel in the payloads (``aggregate_names``,
+colour scales by name from the shared contract) instead of positional conventions.
+
+Binary arrays travel as :class:`ArrayPayload`: ``{"data": bytes, "dtype", "shape"}``, one
+buffer each, never a JSON list. :func:`array_buffer` is the one place that decides which dtypes
+may cross (float32, uint8, int32); anything else is an error here, not in the browser.
+:func:`json_safe` is the last gate before a trait is set: no NaN or infinity reaches JSON."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal, TypedDict
+
+import numpy as np
+
+from .contract import DTYPES
+
+__all__ = [
+    "ArrayPayload",
+    "ImagePayload",
+    "GeometryPayload",
+    "StatsPayload",
+    "HistogramPayload",
+    "LayoutPayload",
+    "FieldPayload",
+    "LayerPayload",
+    "ChannelPayload",
+    "SegmentationPayload",
+    "LegendEntry",
+    "ClassScorePayload",
+    "PredictionPayload",
+    "GradcamPayload",
+    "StatusPayload",
+    "TreeNode",
+    "UploadPayload",
+    "array_buffer",
+    "decode_array",
+    "json_safe",
+]
+
+Dtype = Literal["float32", "uint8", "int32"]
+LayerKind = Literal["maps", "vector", "values", "none", "never-called", "pending"]
+
+
+class ArrayPayload(TypedDict):
+    data: bytes
+    dtype: Dtype
+    shape: list[int]
+
+
+class ImagePayload(TypedDict):
+    jpeg: bytes  # the photo as shown (upright, capped), JPEG
+    size: list[int]  # (H, W)
+
+
+class GeometryPayload(TypedDict):
+    image_size: list[int]
+    input_size: list[int]
+    scale: list[float]
+    offset: list[float]
+    source_size: list[int] | None
+
+
+class StatsPayload(TypedDict):
+    """Over the finite values; ``nan``, ``posinf`` and ``neginf`` count the others."""
+
+    mean: float
+    std: float
+    min: float
+    max: float
+    zero_fraction: float
+    count: int
+    nan: int
+    posinf: int
+    neginf: int
+
+
+class HistogramPayload(TypedDict):
+    counts: list[int]
+    edges: list[float]
+
+
+class FieldPayload(TypedDict):
+    size: list[float]
+    stride: list[float]
+    padding: list[float]
+
+
+class LayoutPayload(TypedDict):
+    name: Literal["NCHW", "NHWC", "NLC", "NCL"]
+    grid: list[int]
+    skip: int
+    source: Literal["traced", "given", "assumed"]
+
+
+class LayerPayload(TypedDict, total=False):
+    """One call of one module. Always: module, cls, call, calls, kind. ``maps`` adds the
+    aggregates (float32, (len(aggregate_names), h, w)) and the top-k tiles (uint8,
+    (k, th, tw), rescaled from tile_min..tile_max); ``vector`` adds the top entries."""
+
+    module: str
+    cls: str
+    call: int
+    calls: int
+    kind: LayerKind
+    structure: Any
+    shape: list[int]
+    histogram: HistogramPayload
+    stats: StatsPayload
+    rf: FieldPayload | None
+    layout: LayoutPayload
+    frames: int
+    frame: int
+    tokens: int
+    grid: list[int]
+    class_token: bool
+    class_token_stats: StatsPayload
+    # kind == "maps"
+    channels: int
+    map_size: list[int]
+    map_pool: int
+    aggregate_names: list[str]
+    aggregates: ArrayPayload
+    nonfinite_cells: int
+    topk: list[int]
+    tile_pool: int
+    tiles: ArrayPayload
+    tile_min: list[float]
+    tile_max: list[float]
+    # kind == "vector"
+    length: int
+    top_index: list[int]
+    top_value: list[float]
+    top_label: list[str] | None
+    top_probability: list[float]
+
+
+class ChannelPayload(TypedDict):
+    module: str
+    call: int
+    channel: int
+    map: ArrayPayload  # float32 (h, w), pooled like the aggregates; NaN where not finite
+    histogram: HistogramPayload
+    stats: StatsPayload
+
+
+class LegendEntry(TypedDict):
+    index: int
+    name: str
+    color: str
+    fraction: float
+
+
+class SegmentationPayload(TypedDict):
+    mask_png: bytes  # palette PNG at the image's size
+    legend: list[LegendEntry]
+    classes: list[str]
+
+
+# "class" is a Python keyword: these two are declared in the functional form.
+ClassScorePayload = TypedDict("ClassScorePayload", {"class": int, "name": str, "map": ArrayPayload})
+
+
+class PredictionPayload(TypedDict, total=False):
+    kind: Literal["vector"]
+    length: int
+    top_index: list[int]
+    top_value: list[float]
+    top_label: list[str] | None
+    top_probability: list[float]
+
+
+GradcamPayload = TypedDict(
+    "GradcamPayload",
+    {
+        "module": str,
+        "class": int,
+        "name": str,
+        "map": ArrayPayload,
+        "map_size": list[int],
+        "map_pool": int,
+        "histogram": HistogramPayload,
+        "stats": StatsPayload,
+        "score": float,
+        "pixels": int,
+    },
+)
+
+
+class StatusPayload(TypedDict, total=False):
+    state: Literal["idle", "running"]
+    done: int
+    total: int | None
+    label: str
+    seconds: float
+
+
+class TreeNode(TypedDict):
+    id: str
+    name: str
+    cls: str
+    parent: str | None
+    children: list[str]
+    depth: int
+    params: int
+    total_params: int
+    shape: Any
+    calls: int | None
+    rf: FieldPayload | None
+
+
+class UploadPayload(TypedDict, total=False):
+    name: str
+    data: bytes
+
+
+def array_buffer(a: np.ndarray) -> ArrayPayload:
+    """An array as one binary buffer. Only the dtypes the front end decodes may cross."""
+    a = np.ascontiguousarray(a)
+    dtype = str(a.dtype)
+    if dtype not in DTYPES:
+        raise TypeError(
+            f"a payload array of dtype {dtype}: the front end decodes only {', '.join(DTYPES)}; "
+            "convert it first (maps: float32, tiles: uint8)"
+        )
+    return {"data": a.tobytes(), "dtype": dtype, "shape": [int(s) for s in a.shape]}  # type: ignore[typeddict-item]
+
+
+def decode_array(p: ArrayPayload) -> np.ndarray:
+    """The inverse of :func:`array_buffer` (what figures and the export read)."""
+    return np.frombuffer(p["data"], dtype=p["dtype"]).reshape(p["shape"])
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None, so it is valid JSON; binary
+    buffers are left alone. Payload builders report non-finite values in their statistics;
+    this is the gate that guarantees nothing else slips through."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.floating):
+        return json_safe(float(value))
+    if isinstance(value, np.integer):
+        return int(value)
+    return value

@@ -1,0 +1,244 @@
+"""What the Explorer computes from: one model, its preprocessing and the image shown. No traits
+and no widget: the Explorer observes clicks and publishes view-states; the session captures,
+traces and reduces.
+
+Memory: the session holds no captured output of its own. Outputs live in the model's store
+(:class:`~layerscope.Capturer`, under its budget), Grad-CAM results too; what the session keeps
+is small (the prepared image, the class probabilities pooled to at most 128 x 128)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..capture import Capturer
+from ..errors import LayerScopeError
+from ..gradients import GradCam, grad_cams
+from ..outputs import class_output
+from ..preprocess import PreparedImage, Preprocess, prepare_image
+from ..receptive import ReceptiveField
+from ..reduce import pool_factor, pool_mean
+from ..spatial import Layout
+from ..tracer import ForwardTracer
+from ..tree import module_tree
+from .payload import (
+    MAP_SIDE,
+    class_score_payload,
+    image_payload,
+    segmentation_payload,
+    vector_payload,
+)
+from .viewstate import Scene
+
+__all__ = ["Session"]
+
+Status = Callable[[dict[str, Any]], None]
+
+
+def _float_dtype_device(model: nn.Module) -> tuple[torch.dtype, torch.device]:
+    for t in (*model.parameters(), *model.buffers()):
+        if t.is_floating_point():
+            return t.dtype, t.device
+    return torch.float32, torch.device("cpu")
+
+
+class Session:
+    """A model with its preprocessing, class names and the prepared image."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        preprocess: Preprocess | Callable[[Any], Any],
+        class_names: list[str],
+        *,
+        memory_budget: int | None,
+        layouts: dict[str, str],
+        status: Status,
+    ) -> None:
+        self.model = model
+        self.preprocess = preprocess
+        self.class_names = list(class_names)
+        self.named = dict(model.named_modules())
+        self.dtype, self.device = _float_dtype_device(model)
+        # On a GPU, captures stay on the device and only the reduced payloads reach the CPU.
+        self.capturer = Capturer(
+            model,
+            memory_budget=memory_budget,
+            storage=None if self.device.type != "cpu" else "cpu",
+        )
+        self.given_layouts = dict(layouts)
+        self.status = status
+        self.fields: dict[str, ReceptiveField] = {}
+        self.layouts: dict[str, Layout] = {}
+        self.class_kind: str | None = None  # "segmentation", "classification" or None
+        self.score_size: tuple[int, ...] = ()  # the class map's (h, w): regions are drawn on it
+        self.prediction: Any = None
+        self.probs: torch.Tensor | None = None  # (K, h, w) pooled, or (K,)
+        self.segmentation: Any = None
+        self._traced: dict[tuple[int, ...], tuple[dict[str, Any], dict[str, Any]]] = {}
+        self._last_progress = 0.0
+
+    # -- the image -----------------------------------------------------------------------------
+
+    def set_image(self, image: Any) -> None:
+        self.prepared: PreparedImage = prepare_image(image, self.preprocess)
+        # The Explorer prepares the image, so it fits the model: its device and float dtype
+        # (a bfloat16 model gets a bfloat16 input); views are computed in float32.
+        self.inputs = self.prepared.tensor.to(device=self.device, dtype=self.dtype)
+
+    def first_run(self) -> list[dict[str, Any]]:
+        """One complete forward: learns the execution order and every output's shape, traces
+        receptive fields and layouts, reads the classes off the output. Returns the tree."""
+        shape = tuple(self.inputs.shape)
+        # The first forward on a shape must run (not come from the cache) to be traced.
+        with ForwardTracer(self.model, self.inputs) as tracer:
+            acts = self.capture(
+                [""], "first forward", stop_early=False, cache=shape in self._traced
+            )
+        if tracer.layouts or tracer.fields:  # a cached output runs no forward: keep what ran
+            self._traced[shape] = (tracer.fields, tracer.layouts)
+        self.fields, self.layouts = self._traced.get(shape, ({}, {}))
+        # Classes are read off the output only when their names are known (presets, a Hugging
+        # Face config, or class_names=): a custom model's 4-D output is not taken for a mask.
+        known = len(self.class_names)
+        classes = class_output(acts.output, known) if known else None
+        del acts  # the model's raw output is not kept: only what the views need, below
+        self.class_kind = classes.kind if classes is not None else None
+        self.probs, self.segmentation, self.prediction = None, None, None
+        if classes is not None and classes.kind == "segmentation":
+            self.score_size = tuple(classes.scores.shape[-2:])
+            probs = classes.probabilities(tuple(self.prepared.geometry.input_size))
+            image = self.prepared.image
+            self.segmentation = segmentation_payload(
+                probs, (image.height, image.width), self.class_names
+            )
+            self.probs = pool_mean(probs, pool_factor(*probs.shape[-2:], MAP_SIDE))
+            del probs
+        elif classes is not None:
+            self.probs = classes.probabilities()
+            self.prediction = vector_payload(classes.scores[0], 5, self.class_names)
+        return module_tree(
+            self.model,
+            call_counts=self.capturer.known_call_counts(self.inputs),
+            shapes=self.capturer.known_shapes(self.inputs),
+            receptive=self.fields,
+        )
+
+    def scene(self, title: str, notice: str) -> Scene:
+        return Scene(
+            title,
+            notice,
+            image_payload(self.prepared.image),
+            self.prepared.geometry.to_json(),
+            segmentation=self.segmentation,  # type: ignore[arg-type]
+            prediction=self.prediction,
+        )
+
+    def default_class(self, selected: int) -> int:
+        """The class a view starts with: the one picked, else the largest predicted
+        non-background class (segmentation) or the top prediction (classification)."""
+        if selected >= 0:
+            return selected
+        if self.segmentation is not None:
+            present = [e["index"] for e in self.segmentation["legend"] if e["index"] != 0]
+            return present[0] if present else 0
+        if self.class_kind == "classification" and self.probs is not None:
+            return int(self.probs.argmax())
+        raise LayerScopeError("no class to explain: this model's output has no class scores")
+
+    def class_score(self, cls: int) -> Any:
+        if self.class_kind != "segmentation" or self.probs is None:
+            return None
+        return class_score_payload(self.probs, cls, self.class_names)
+
+    # -- captures ------------------------------------------------------------------------------
+
+    def capture(
+        self, names: list[str], label: str, stop_early: bool = True, cache: bool = True
+    ) -> Any:
+        self.status({"state": "running", "done": 0, "total": None, "label": label})
+        start = time.perf_counter()
+        try:
+            return self.capturer.capture(
+                self.inputs, names, progress=self._progress, stop_early=stop_early, cache=cache
+            )
+        finally:
+            self.status({"state": "idle", "seconds": round(time.perf_counter() - start, 4)})
+
+    def _progress(self, done: int, total: int | None) -> None:
+        now = time.perf_counter()
+        if now - self._last_progress > 0.1:  # a few updates a second is enough for a bar
+            self._last_progress = now
+            self.status({"state": "running", "done": done, "total": total})
+
+    def calls(self, name: str) -> list[Any]:
+        """Every call's output of one module: from the cache, else one early-stopped capture of
+        that module alone."""
+        acts = self.capture([name], name)
+        if acts.memory is not None and name in acts.memory.evicted:
+            raise LayerScopeError(
+                f"{name}'s output does not fit in the memory budget "
+                f"({acts.memory.budget_bytes:,} bytes) even in bfloat16: raise memory_budget"
+            )
+        return acts.calls(name)
+
+    def holds(self, name: str) -> bool:
+        """Whether the store still holds ``name``'s output for this image (a cached capture)."""
+        return self.capturer.holds(self.inputs, name)
+
+    def layout(self, name: str, output: Any) -> Layout | None:
+        """Where an output's channels and grid are: as the user said, else as traced."""
+        given = self.given_layouts.get(name)
+        if given is not None:
+            from ..nested import first_tensor
+
+            t = first_tensor(output)
+            if t is None:
+                raise LayerScopeError(f"layouts[{name!r}]: {name} has no tensor output")
+            return Layout.given(given, tuple(t.shape))
+        return self.layouts.get(name)
+
+    def region_mask(self, region: list[float] | None) -> torch.Tensor | None:
+        """An image-pixel box as a mask over the class map (Grad-CAM's target region)."""
+        if not region:
+            return None
+        if self.class_kind != "segmentation":
+            raise LayerScopeError("a region needs a segmentation output")
+        return self.prepared.geometry.region_mask(tuple(region), self.score_size)  # type: ignore[arg-type]
+
+    # -- Grad-CAM ------------------------------------------------------------------------------
+
+    def grad_cams(
+        self, modules: list[str], cls: int, region: list[float] | None
+    ) -> dict[str, GradCam]:
+        """Grad-CAM at every module in ``modules`` from one forward and one backward, kept in
+        the model's store (under its budget) for this image, class and region."""
+        mask = self.region_mask(region)
+        key: Hashable = ("gradcam", cls, tuple(region or ()))
+        cached = self.capturer.derived(self.inputs, key)
+        have = dict(cached) if cached else {}
+        missing = [m for m in modules if m not in have]
+        if missing:
+            self.status({"state": "running", "label": "Grad-CAM (forward and backward)"})
+            start = time.perf_counter()
+            try:
+                layouts = {m: lay for m in missing if (lay := self.layouts.get(m)) is not None}
+                for name, g in grad_cams(
+                    self.model, self.inputs, missing, cls, region=mask, layouts=layouts
+                ).items():
+                    have[name] = (g.cam, g.gradient, torch.tensor([g.score, g.pixels]))
+            finally:
+                self.status({"state": "idle", "seconds": round(time.perf_counter() - start, 4)})
+            # Only what the views draw is kept: the CAM and the gradient, not the activation.
+            self.capturer.keep_derived(self.inputs, key, have)
+        out = {}
+        for name, (cam, gradient, extra) in have.items():
+            score, pixels = float(extra[0]), int(extra[1])
+            out[name] = GradCam(
+                name, cls, cam, torch.empty(0), gradient, torch.empty(0), score, pixels
+            )
+        return out

@@ -1,0 +1,65 @@
+"""What values the Explorer's traits may take, given what is shown. Each check returns the
+value or raises ``TraitError`` with a message that says what is allowed: a Python assignment
+raises it, a value from the browser is refused and the message shown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from traitlets import TraitError
+
+__all__ = ["check_call", "check_frame", "check_channel", "check_class", "check_opacity",
+           "check_region"]  # fmt: skip
+
+
+def check_call(call: int, module: str, runs: int) -> int:
+    if not 0 <= call < max(runs, 1):
+        raise TraitError(
+            f"{module} runs {runs} time(s): call {call} does not exist (calls count from 0)"
+        )
+    return call
+
+
+def check_frame(frame: int, layer: dict[str, Any], module: str) -> int:
+    frames = layer.get("frames") if layer.get("module") == module else None
+    if frame < 0 or (frames is not None and frame >= frames):
+        last = (frames or 1) - 1
+        raise TraitError(f"frame {frame} is out of range: frames count from 0 to {last}")
+    return frame
+
+
+def check_channel(channel: int, layer: dict[str, Any], module: str) -> int:
+    if layer.get("kind") == "maps" and layer.get("module") == module:
+        n = layer["channels"]
+        if not 0 <= channel < n:
+            raise TraitError(
+                f"channel {channel} is out of range: {module} has {n} channels (0-{n - 1})"
+            )
+    elif channel < 0:
+        raise TraitError(f"channel {channel} is out of range: channels count from 0")
+    return channel
+
+
+def check_class(cls: int, classes: int) -> int:
+    if cls == -1 or 0 <= cls < classes:
+        return cls
+    if not classes:
+        raise TraitError(f"class {cls}: this model's output has no class scores (only -1)")
+    raise TraitError(
+        f"class {cls} is out of range: this model has {classes} classes "
+        f"(0-{classes - 1}; -1 picks the largest predicted)"
+    )
+
+
+def check_opacity(value: float) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise TraitError(f"overlay_opacity must lie between 0 and 1, got {value}")
+    return value
+
+
+def check_region(region: list[float]) -> list[float]:
+    if region and (len(region) != 4 or not region[0] < region[2] or not region[1] < region[3]):
+        raise TraitError(
+            f"gradcam_region is (y0, x0, y1, x1) with y0 < y1 and x0 < x1, or empty; got {region}"
+        )
+    return region
