@@ -1,7 +1,8 @@
 // Bundles the widget (and its partial plotly.js) into the Python package as one ES module.
-import * as esbuild from "esbuild";
+
 import { copyFileSync, rmSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import * as esbuild from "esbuild";
 
 const outfile = fileURLToPath(new URL("../src/layerscope/static/widget.js", import.meta.url));
 
@@ -34,5 +35,8 @@ rmSync(outfile.replace(/widget\.js$/, "plotly-partial.css"), { force: true });
 // plotly.js pulls in a stylesheet for map traces LayerScope does not use; the widget's own CSS
 // is shipped instead.
 rmSync(outfile.replace(/\.js$/, ".css"), { force: true });
-copyFileSync(fileURLToPath(new URL("./src/layerscope.css", import.meta.url)), outfile.replace(/widget\.js$/, "layerscope.css"));
+copyFileSync(
+  fileURLToPath(new URL("./src/layerscope.css", import.meta.url)),
+  outfile.replace(/widget\.js$/, "layerscope.css"),
+);
 console.log(`built ${outfile}`);

@@ -15,7 +15,7 @@ fi
 echo "== ruff"
 .venv/bin/ruff check src tests benchmarks
 .venv/bin/ruff format --check src tests benchmarks
-echo "== js: type check and unit tests"
-(cd js && npm run --silent typecheck && npm test --silent)
+echo "== js: format and lint (biome), type check (tsc), unit tests"
+(cd js && npm run --silent lint && npm run --silent typecheck && npm test --silent)
 echo "== pytest"
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

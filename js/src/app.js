@@ -24,15 +24,29 @@ const CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: [
 const AFFECTS = {
   _layer: ["toolbar", "layout", "image", "channel", "aggregate", "grid", "histogram", "values"],
   _channel: ["toolbar", "image", "channel", "histogram", "values"],
-  _class_score: ["segmentation"], _segmentation: ["image", "segmentation", "toolbar"],
-  _image: ["image"], _tree: ["tree"], hooked_modules: ["tree", "toolbar", "layout"],
-  selected_module: ["tree", "toolbar"], selected_channel: ["grid"], selected_call: ["toolbar"],
-  _status: ["header"], _error: ["header"], _notice: ["header"], _title: ["header"],
-  image_name: ["images"], _samples: ["images"],
-  aggregate: ["image", "aggregate", "toolbar"], overlay: ["image", "toolbar", "layout", "gradient"],
-  overlay_opacity: ["image"], colorscale: ["image", "channel", "aggregate", "grid", "segmentation"],
-  _gradcam: ["image", "layout", "gradient"], gradcam_region: ["toolbar", "image"],
-  _prediction: ["segmentation", "toolbar"], selected_frame: ["toolbar"], selected_class: ["segmentation"],
+  _class_score: ["segmentation"],
+  _segmentation: ["image", "segmentation", "toolbar"],
+  _image: ["image"],
+  _tree: ["tree"],
+  hooked_modules: ["tree", "toolbar", "layout"],
+  selected_module: ["tree", "toolbar"],
+  selected_channel: ["grid", "toolbar"],
+  selected_call: ["toolbar"],
+  _status: ["header"],
+  _error: ["header"],
+  _notice: ["header"],
+  _title: ["header"],
+  image_name: ["images"],
+  _samples: ["images"],
+  aggregate: ["image", "aggregate", "toolbar"],
+  overlay: ["image", "toolbar", "layout", "gradient"],
+  overlay_opacity: ["image"],
+  colorscale: ["image", "channel", "aggregate", "grid", "segmentation"],
+  _gradcam: ["image", "layout", "gradient"],
+  gradcam_region: ["toolbar", "image"],
+  _prediction: ["segmentation", "toolbar"],
+  selected_frame: ["toolbar"],
+  selected_class: ["segmentation"],
 };
 
 /**
@@ -55,12 +69,18 @@ function buildDom() {
   const progress = /** @type {HTMLProgressElement} */ (h("progress", "layerscope-progress"));
   progress.hidden = true;
   const dom = {
-    root, header, progress,
-    title: h("span", "layerscope-title"), status: h("span", "layerscope-status"),
+    root,
+    header,
+    progress,
+    title: h("span", "layerscope-title"),
+    status: h("span", "layerscope-status"),
     imageControls: h("span", "layerscope-image-controls"),
-    notice: h("div", "layerscope-notice"), error: h("div", "layerscope-error"),
-    body: h("div", "layerscope-body"), views: h("div", "layerscope-views"),
-    chips: h("div", "layerscope-chips"), toolbar: h("div", "layerscope-toolbar"),
+    notice: h("div", "layerscope-notice"),
+    error: h("div", "layerscope-error"),
+    body: h("div", "layerscope-body"),
+    views: h("div", "layerscope-views"),
+    chips: h("div", "layerscope-chips"),
+    toolbar: h("div", "layerscope-toolbar"),
     panels: h("div", "layerscope-panels"),
     emptyHint: h("div", "layerscope-empty", "Click a module in the tree to capture its output."),
     imagePlot: h("div", "layerscope-plot layerscope-plot-image"),
@@ -77,8 +97,18 @@ function buildDom() {
   dom.error.setAttribute("role", "alert");
   header.append(dom.title, dom.imageControls, dom.status, progress);
   root.append(header, dom.notice, dom.error, dom.body);
-  dom.panels.append(dom.imagePlot, dom.channelPlot, dom.aggregatePlot, dom.histPlot, dom.gradPlot,
-    dom.gridBox, dom.statsBox, dom.valuesBox, dom.segBox, dom.scorePlot);
+  dom.panels.append(
+    dom.imagePlot,
+    dom.channelPlot,
+    dom.aggregatePlot,
+    dom.histPlot,
+    dom.gradPlot,
+    dom.gridBox,
+    dom.statsBox,
+    dom.valuesBox,
+    dom.segBox,
+    dom.scorePlot,
+  );
   dom.views.append(dom.chips, dom.toolbar, dom.emptyHint, dom.panels);
   return dom;
 }
@@ -93,7 +123,7 @@ export function createApp({ model, el, plotly }) {
   const st = new ViewState(model);
   const plots = [dom.imagePlot, dom.channelPlot, dom.aggregatePlot, dom.histPlot, dom.gradPlot, dom.scorePlot];
 
-  /** @param {string} name @param {any} value */
+  /** @param {keyof import("./schema.js").WidgetState} name @param {any} value */
   function set(name, value) {
     model.set(name, value);
     model.save_changes();
@@ -111,8 +141,15 @@ export function createApp({ model, el, plotly }) {
 
   /** @type {Context} */
   const ctx = {
-    model, st, dom, set, schedule, theme: () => themeOf(el),
-    react: (plot, fig) => { plotly.react(plot, fig.data, fig.layout, CONFIG); },
+    model,
+    st,
+    dom,
+    set,
+    schedule,
+    theme: () => themeOf(el),
+    react: (plot, fig) => {
+      plotly.react(plot, fig.data, fig.layout, CONFIG);
+    },
   };
 
   const tree = new TreeView(dom.body, {
@@ -120,19 +157,24 @@ export function createApp({ model, el, plotly }) {
       const hooked = /** @type {string[]} */ (model.get("hooked_modules"));
       set("hooked_modules", hooked.includes(id) ? hooked.filter((n) => n !== id) : [...hooked, id]);
     },
-    onSelect: (id) => set("selected_module", id),
   });
   dom.body.append(dom.views);
 
   /** @type {Record<string, () => void>} */
   const PARTS = {
-    header: () => drawHeader(ctx), images: () => drawImageControls(ctx),
+    header: () => drawHeader(ctx),
+    images: () => drawImageControls(ctx),
     tree: () => tree.update(model.get("_tree") || [], model.get("hooked_modules"), model.get("selected_module")),
-    toolbar: () => drawToolbar(ctx), layout: () => panels.drawLayout(ctx),
-    image: () => panels.drawImage(ctx), channel: () => panels.drawChannel(ctx),
-    aggregate: () => panels.drawAggregate(ctx), grid: () => panels.drawGrid(ctx),
-    histogram: () => panels.drawHistogram(ctx), gradient: () => panels.drawGradient(ctx),
-    values: () => panels.drawValues(ctx), segmentation: () => panels.drawSegmentation(ctx),
+    toolbar: () => drawToolbar(ctx),
+    layout: () => panels.drawLayout(ctx),
+    image: () => panels.drawImage(ctx),
+    channel: () => panels.drawChannel(ctx),
+    aggregate: () => panels.drawAggregate(ctx),
+    grid: () => panels.drawGrid(ctx),
+    histogram: () => panels.drawHistogram(ctx),
+    gradient: () => panels.drawGradient(ctx),
+    values: () => panels.drawValues(ctx),
+    segmentation: () => panels.drawSegmentation(ctx),
   };
 
   function render() {
@@ -154,20 +196,25 @@ export function createApp({ model, el, plotly }) {
     st.hoverCell = cell;
     const boxes = st.imageBoxes();
     const image = model.get("_image");
-    if ((/** @type {any} */ (dom.imagePlot)).layout && image) {
-      plotly.relayout(dom.imagePlot, { shapes: imageFigure({ imageUrl: st.imageUrl, size: image.size, theme: ctx.theme(), title: "", boxes }).layout.shapes });
+    if (/** @type {any} */ (dom.imagePlot).layout && image?.size) {
+      plotly.relayout(dom.imagePlot, {
+        shapes: imageFigure({ imageUrl: st.imageUrl, size: image.size, theme: ctx.theme(), title: "", boxes }).layout
+          .shapes,
+      });
     }
     const mark = st.cell();
-    const markShapes = mark ? heatmapFigure({ z: [], title: "", colorscale: "Viridis", theme: ctx.theme(), mark }).layout.shapes : [];
+    const markShapes = mark
+      ? heatmapFigure({ z: [], title: "", colorscale: "Viridis", theme: ctx.theme(), mark }).layout.shapes
+      : [];
     for (const p of [dom.channelPlot, dom.aggregatePlot]) {
-      if ((/** @type {any} */ (p)).layout) plotly.relayout(p, { shapes: markShapes });
+      if (/** @type {any} */ (p).layout) plotly.relayout(p, { shapes: markShapes });
     }
     panels.drawValues(ctx);
     dom.imagePlot.dataset.box = boxes.length ? JSON.stringify(boxes[0].box) : "";
     dom.imagePlot.dataset.receptiveBox = boxes.length > 1 ? JSON.stringify(boxes[1].box) : "";
   }
   /** @param {any} ev */
-  const pointOf = (ev) => ev && ev.points && ev.points[0];
+  const pointOf = (ev) => ev?.points?.[0];
   /** @param {any} ev */
   const onMapHover = (ev) => {
     const p = pointOf(ev);
@@ -184,7 +231,7 @@ export function createApp({ model, el, plotly }) {
   };
   /** @param {any} ev */
   const onImageSelected = (ev) => {
-    if (!st.drawingRegion || !ev || !ev.range) return;
+    if (!st.drawingRegion || !ev?.range) return;
     const [x0, x1] = [...ev.range.x].sort((a, b) => a - b);
     const [y0, y1] = [...ev.range.y].sort((a, b) => a - b);
     st.drawingRegion = false;
@@ -194,11 +241,14 @@ export function createApp({ model, el, plotly }) {
   const onUnhover = () => linkCell(null);
   /** @type {Array<[HTMLElement, string, (ev: any) => void]>} */
   const plotEvents = [
-    [dom.channelPlot, "plotly_hover", onMapHover], [dom.aggregatePlot, "plotly_hover", onMapHover],
-    [dom.channelPlot, "plotly_unhover", onUnhover], [dom.aggregatePlot, "plotly_unhover", onUnhover],
+    [dom.channelPlot, "plotly_hover", onMapHover],
+    [dom.aggregatePlot, "plotly_hover", onMapHover],
+    [dom.channelPlot, "plotly_unhover", onUnhover],
+    [dom.aggregatePlot, "plotly_unhover", onUnhover],
     [dom.imagePlot, "plotly_hover", (ev) => onImagePoint(ev, false)],
     [dom.imagePlot, "plotly_click", (ev) => onImagePoint(ev, true)],
-    [dom.imagePlot, "plotly_unhover", onUnhover], [dom.imagePlot, "plotly_selected", onImageSelected],
+    [dom.imagePlot, "plotly_unhover", onUnhover],
+    [dom.imagePlot, "plotly_selected", onImageSelected],
   ];
   // Plotly attaches `.on` to a plot element on its first draw.
   function bindPlotEvents() {
@@ -214,25 +264,35 @@ export function createApp({ model, el, plotly }) {
 
   // A file dropped on the photo replaces the image.
   const img = dom.imagePlot;
-  img.addEventListener("dragover", (e) => { e.preventDefault(); img.classList.add("layerscope-drop"); });
+  img.addEventListener("dragover", (e) => {
+    e.preventDefault();
+    img.classList.add("layerscope-drop");
+  });
   img.addEventListener("dragleave", () => img.classList.remove("layerscope-drop"));
   img.addEventListener("drop", (e) => {
     e.preventDefault();
     img.classList.remove("layerscope-drop");
-    const f = e.dataTransfer && e.dataTransfer.files[0];
+    const f = e.dataTransfer?.files[0];
     if (f) sendFile(ctx, f);
   });
 
   /** @type {Record<string, () => void>} */
   const READERS = {
-    _layer: () => st.readLayer(), _channel: () => st.readChannel(), _class_score: () => st.readScore(),
-    _segmentation: () => st.readImage(), _image: () => st.readImage(), _gradcam: () => st.readGradcam(),
+    _layer: () => st.readLayer(),
+    _channel: () => st.readChannel(),
+    _class_score: () => st.readScore(),
+    _segmentation: () => st.readImage(),
+    _image: () => st.readImage(),
+    _gradcam: () => st.readGradcam(),
   };
   /** @type {Array<[string, () => void]>} */
-  const handlers = Object.entries(AFFECTS).map(([trait, parts]) => [`change:${trait}`, () => {
-    if (READERS[trait]) READERS[trait]();
-    schedule(parts);
-  }]);
+  const handlers = Object.entries(AFFECTS).map(([trait, parts]) => [
+    `change:${trait}`,
+    () => {
+      if (READERS[trait]) READERS[trait]();
+      schedule(parts);
+    },
+  ]);
   for (const [name, fn] of handlers) model.on(name, fn);
 
   // Plots are first drawn before the widget is in the page (no width yet) and cells change
@@ -245,7 +305,9 @@ export function createApp({ model, el, plotly }) {
   });
   for (const p of plots) sizeWatch.observe(p);
   // Follow JupyterLab's theme switches.
-  const themeWatch = new MutationObserver(() => schedule(["image", "channel", "aggregate", "histogram", "segmentation"]));
+  const themeWatch = new MutationObserver(() =>
+    schedule(["image", "channel", "aggregate", "histogram", "segmentation"]),
+  );
   themeWatch.observe(document.body, { attributes: true, attributeFilter: ["data-jp-theme-light", "class"] });
 
   st.readAll();

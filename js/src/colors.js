@@ -1,39 +1,22 @@
 // Colour scales shared by the plotly heatmaps and the canvas tiles of the channel grid, so a
-// tile and its heatmap always agree. Stops follow plotly's own definitions of these names.
+// tile and its heatmap always agree. The stops come from the contract the kernel reads too, so
+// explorer.figure() and the HTML export draw the same colours.
 
-/** @type {Record<string, Array<[number, string]>>} */
-export const COLORSCALES = {
-  Viridis: [
-    [0, "#440154"], [0.06274509803921569, "#48186a"], [0.12549019607843137, "#472d7b"],
-    [0.18823529411764706, "#424086"], [0.25098039215686274, "#3b528b"], [0.3137254901960784, "#33638d"],
-    [0.3764705882352941, "#2c728e"], [0.4392156862745098, "#26828e"], [0.5019607843137255, "#21918c"],
-    [0.5647058823529412, "#1fa088"], [0.6274509803921569, "#28ae80"], [0.6901960784313725, "#3fbc73"],
-    [0.7529411764705882, "#5ec962"], [0.8156862745098039, "#84d44b"], [0.8784313725490196, "#addc30"],
-    [0.9411764705882353, "#d8e219"], [1, "#fde725"],
-  ],
-  Cividis: [
-    [0, "rgb(0,32,76)"], [0.058824, "rgb(0,42,102)"], [0.117647, "rgb(0,52,110)"],
-    [0.176471, "rgb(39,63,108)"], [0.235294, "rgb(60,74,107)"], [0.294118, "rgb(76,85,107)"],
-    [0.352941, "rgb(91,95,109)"], [0.411765, "rgb(104,106,112)"], [0.470588, "rgb(117,117,117)"],
-    [0.529412, "rgb(131,129,120)"], [0.588235, "rgb(146,140,120)"], [0.647059, "rgb(161,152,118)"],
-    [0.705882, "rgb(176,165,114)"], [0.764706, "rgb(192,177,109)"], [0.823529, "rgb(209,191,102)"],
-    [0.882353, "rgb(225,204,92)"], [0.941176, "rgb(243,219,79)"], [1, "rgb(255,233,69)"],
-  ],
-  Hot: [[0, "rgb(0,0,0)"], [0.3, "rgb(230,0,0)"], [0.6, "rgb(255,210,0)"], [1, "rgb(255,255,255)"]],
-  RdBu: [
-    [0, "rgb(5,10,172)"], [0.35, "rgb(106,137,247)"], [0.5, "rgb(190,190,190)"],
-    [0.6, "rgb(220,170,132)"], [0.7, "rgb(230,145,90)"], [1, "rgb(178,10,28)"],
-  ],
-  Greys: [[0, "rgb(0,0,0)"], [1, "rgb(255,255,255)"]],
-};
+import { COLORSCALES } from "./contract.js";
+
+export { COLORSCALES };
 
 /**
- * The colour stops of a scale by name (Viridis when unknown).
+ * The colour stops of a scale by name. The kernel only sends names of the contract; an unknown
+ * one is a bug to see, not a reason to draw Viridis silently.
  * @param {string} name
  * @returns {Array<[number, string]>}
  */
 export function colorscale(name) {
-  return COLORSCALES[name] || COLORSCALES.Viridis;
+  const stops = COLORSCALES[name];
+  if (!stops)
+    throw new RangeError(`unknown colour scale ${name}: expected one of ${Object.keys(COLORSCALES).join(", ")}`);
+  return stops;
 }
 
 /**

@@ -2,9 +2,7 @@
 
 /**
  * @typedef {import("./views.js").Theme} Theme
- * @typedef {{get: (name: string) => any, set: (name: string, value: any) => void,
- *   save_changes: () => void, on: (event: string, cb: () => void) => void,
- *   off: (event?: string | null, cb?: (() => void) | null) => void}} Model
+ * @typedef {import("./schema.js").Model} Model
  * @typedef {{title: HTMLElement, status: HTMLElement, progress: HTMLProgressElement,
  *   notice: HTMLElement, error: HTMLElement, imageControls: HTMLElement, chips: HTMLElement,
  *   toolbar: HTMLElement, emptyHint: HTMLElement, imagePlot: HTMLElement,
@@ -12,7 +10,7 @@
  *   gradPlot: HTMLElement, scorePlot: HTMLElement, gridBox: HTMLElement, statsBox: HTMLElement,
  *   valuesBox: HTMLElement, segBox: HTMLElement}} Dom
  * @typedef {{model: Model, st: import("./state.js").ViewState, dom: Dom,
- *   set: (name: string, value: any) => void, schedule: (parts: string[]) => void,
+ *   set: (name: keyof import("./schema.js").WidgetState, value: any) => void, schedule: (parts: string[]) => void,
  *   react: (plot: HTMLElement, fig: import("./views.js").Figure) => void,
  *   theme: () => Theme}} Context
  */

@@ -1,7 +1,7 @@
 // Binary payloads from the kernel: {data, dtype, shape} -> typed arrays.
 
 /**
- * @typedef {{data: DataView | ArrayBuffer | ArrayBufferView, dtype: string, shape: number[]}} ArrayPayload
+ * @typedef {import("./schema.js").ArrayPayload} ArrayPayload
  * @typedef {{values: Float32Array | Uint8Array | Int32Array, shape: number[]}} Decoded
  */
 

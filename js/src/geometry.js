@@ -3,7 +3,7 @@
 // offset + (y, x) * scale to offset + (y + 1, x + 1) * scale.
 
 /**
- * @typedef {{image_size: number[], input_size: number[], scale: number[], offset: number[]}} Geometry
+ * @typedef {import("./schema.js").GeometryPayload} Geometry
  * @typedef {{y0: number, x0: number, y1: number, x1: number}} Box
  */
 

@@ -11,10 +11,10 @@ import { cellBox, receptiveBox } from "./geometry.js";
  */
 
 export class ViewState {
-  /** @param {{get: (name: string) => any}} model */
+  /** @param {import("./schema.js").Model} model */
   constructor(model) {
     this.model = model;
-    /** @type {any} */
+    /** @type {import("./schema.js").LayerPayload | import("./schema.js").NoLayer} */
     this.layer = {};
     /** @type {{aggregates?: any, tiles?: any}} */
     this.decodedLayer = {};
@@ -40,7 +40,10 @@ export class ViewState {
   readLayer() {
     const layer = this.model.get("_layer") || {};
     this.layer = layer;
-    this.decodedLayer = layer.kind === "maps" ? { aggregates: decode(layer.aggregates), tiles: decode(layer.tiles) } : {};
+    this.decodedLayer =
+      layer.kind === "maps" && layer.aggregates && layer.tiles
+        ? { aggregates: decode(layer.aggregates), tiles: decode(layer.tiles) }
+        : {};
     this.hoverCell = null;
     this.pinnedCell = null;
   }
@@ -52,7 +55,7 @@ export class ViewState {
 
   readImage() {
     const image = this.model.get("_image");
-    this.imageUrl = image && image.jpeg ? dataUrl(image.jpeg, "image/jpeg") : "";
+    this.imageUrl = image?.jpeg ? dataUrl(image.jpeg, "image/jpeg") : "";
     const seg = this.model.get("_segmentation") || {};
     this.maskUrl = seg.mask_png ? dataUrl(seg.mask_png, "image/png") : "";
   }
@@ -80,8 +83,13 @@ export class ViewState {
     return this.hoverCell || this.pinnedCell;
   }
 
+  /** The plane of the aggregates payload holding the chosen aggregate, by name. */
   aggregateIndex() {
-    return ["mean", "max", "l2"].indexOf(this.model.get("aggregate"));
+    const names = this.layer.kind === "maps" ? this.layer.aggregate_names : [];
+    const at = names.indexOf(this.model.get("aggregate"));
+    if (at < 0)
+      throw new RangeError(`aggregate ${this.model.get("aggregate")} is not in the payload's ${names.join(", ")}`);
+    return at;
   }
 
   /** A channel payload is drawn beside its own layer only (they arrive as one message). */
@@ -110,13 +118,19 @@ export class ViewState {
     const opacity = this.model.get("overlay_opacity");
     const clear = { z: rows(this.decodedLayer.aggregates, 0), name: "", opacity: 0, info };
     if (mode === "mask" || mode === "none") return clear;
-    if (mode === "channel" && this.channelMap) return { z: rows(this.channelMap), name: `channel ${this.channel.channel}`, opacity, info };
+    if (mode === "channel" && this.channelMap)
+      return { z: rows(this.channelMap), name: `channel ${this.channel.channel}`, opacity, info };
     if (mode === "gradcam") {
       if (!this.gradcamMap || this.gradcam.module !== this.layer.module) return clear;
       const own = { g: info.g, size: this.gradcam.map_size, pool: this.gradcam.map_pool };
       return { z: rows(this.gradcamMap), name: `Grad-CAM: ${this.gradcam.name}`, opacity, info: own };
     }
-    return { z: rows(this.decodedLayer.aggregates, this.aggregateIndex()), name: this.model.get("aggregate"), opacity, info };
+    return {
+      z: rows(this.decodedLayer.aggregates, this.aggregateIndex()),
+      name: this.model.get("aggregate"),
+      opacity,
+      info,
+    };
   }
 
   /**
@@ -131,7 +145,11 @@ export class ViewState {
     /** @type {Outline[]} */
     const boxes = [{ box: cellBox(info.g, info.size, info.pool, cell.row, cell.col), color: "#ff3b30" }];
     if (this.layer.rf) {
-      boxes.push({ box: receptiveBox(info.g, this.layer.rf, info.size, info.pool, cell.row, cell.col), color: "#ffcc00", dash: "dash" });
+      boxes.push({
+        box: receptiveBox(info.g, this.layer.rf, info.size, info.pool, cell.row, cell.col),
+        color: "#ffcc00",
+        dash: "dash",
+      });
     }
     return boxes;
   }

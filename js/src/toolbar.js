@@ -1,7 +1,7 @@
 // The header (title, image chooser, status, progress, notice, errors) and the toolbar above the
 // views (hooked-module chips, call / channel / frame selectors, overlay controls).
 
-import { COLORSCALES } from "./colors.js";
+import { AGGREGATE_LABELS, AGGREGATES, COLORSCALES } from "./contract.js";
 import { h, select, slider } from "./controls.js";
 
 /** @typedef {import("./context.js").Context} Context */
@@ -59,7 +59,9 @@ export function drawImageControls(ctx) {
   const options = samples.map((n) => /** @type {[string, string]} */ ([n, n]));
   if (current && !samples.includes(current)) options.push([current, current]);
   if (!current) options.unshift(["", "(your image)"]);
-  const chooser = select("Image", options, current, (v) => { if (v && samples.includes(v)) set("image_name", v); });
+  const chooser = select("Image", options, current, (v) => {
+    if (v && samples.includes(v)) set("image_name", v);
+  });
   const file = /** @type {HTMLInputElement} */ (h("input", "layerscope-file"));
   file.type = "file";
   file.accept = "image/*";
@@ -67,7 +69,9 @@ export function drawImageControls(ctx) {
   const upload = h("button", "layerscope-button layerscope-upload", "Upload…");
   upload.title = "Choose an image file, or drop one on the photo";
   upload.addEventListener("click", () => file.click());
-  file.addEventListener("change", () => { if (file.files && file.files[0]) sendFile(ctx, file.files[0]); });
+  file.addEventListener("change", () => {
+    if (file.files?.[0]) sendFile(ctx, file.files[0]);
+  });
   dom.imageControls.replaceChildren(chooser, upload, file);
 }
 
@@ -83,34 +87,71 @@ export function drawToolbar({ model, st, dom, set, schedule }) {
     pick.addEventListener("click", () => set("selected_module", id));
     const drop = h("button", "layerscope-chip-drop", "×");
     drop.title = `unhook ${id}`;
-    drop.addEventListener("click", () => set("hooked_modules", hooked.filter((n) => n !== id)));
+    drop.addEventListener("click", () =>
+      set(
+        "hooked_modules",
+        hooked.filter((n) => n !== id),
+      ),
+    );
     chip.append(pick, drop);
     dom.chips.append(chip);
   }
   const layer = st.layer;
   const bar = dom.toolbar;
   bar.replaceChildren();
-  if (layer.calls > 1) {
-    const calls = Array.from({ length: layer.calls }, (_, i) => /** @type {[string, string]} */ ([String(i), `call ${i + 1} of ${layer.calls}`]));
+  if (layer.calls !== undefined && layer.calls > 1) {
+    const n = layer.calls;
+    const calls = Array.from(
+      { length: n },
+      (_, i) => /** @type {[string, string]} */ ([String(i), `call ${i + 1} of ${layer.calls}`]),
+    );
     bar.append(select("Call", calls, String(model.get("selected_call")), (v) => set("selected_call", Number(v))));
   }
   if (layer.kind === "maps") {
-    bar.append(slider("Channel", { min: 0, max: layer.channels - 1, step: 1, value: model.get("selected_channel"), className: "layerscope-channel" },
-      (v) => set("selected_channel", v)));
-    bar.append(select("Aggregate", [["mean", "mean"], ["max", "max"], ["l2", "L2 norm"]], model.get("aggregate"), (v) => set("aggregate", v)));
+    bar.append(
+      slider(
+        "Channel",
+        {
+          min: 0,
+          max: layer.channels - 1,
+          step: 1,
+          value: model.get("selected_channel"),
+          className: "layerscope-channel",
+        },
+        (v) => set("selected_channel", v),
+      ),
+    );
+    const aggregates = AGGREGATES.map((a) => /** @type {[string, string]} */ ([a, AGGREGATE_LABELS[a] || a]));
+    bar.append(select("Aggregate", aggregates, model.get("aggregate"), (v) => set("aggregate", v)));
   }
   if (layer.frames) {
-    bar.append(slider("Frame", { min: 0, max: layer.frames - 1, step: 1, value: model.get("selected_frame") }, (v) => set("selected_frame", v)));
+    bar.append(
+      slider("Frame", { min: 0, max: layer.frames - 1, step: 1, value: model.get("selected_frame") }, (v) =>
+        set("selected_frame", v),
+      ),
+    );
   }
   /** @type {Array<[string, string]>} */
-  const overlays = [["aggregate", "aggregate map"], ["channel", "channel map"], ["none", "none"]];
+  const overlays = [
+    ["aggregate", "aggregate map"],
+    ["channel", "channel map"],
+    ["none", "none"],
+  ];
   if (st.maskUrl) overlays.splice(2, 0, ["mask", "predicted mask"]);
-  if (st.maskUrl || (model.get("_prediction") || {}).top_index) overlays.splice(overlays.length - 1, 0, ["gradcam", "Grad-CAM"]);
+  if (st.maskUrl || model.get("_prediction")?.top_index)
+    overlays.splice(overlays.length - 1, 0, ["gradcam", "Grad-CAM"]);
   bar.append(select("Overlay", overlays, model.get("overlay"), (v) => set("overlay", v)));
   if (model.get("overlay") === "gradcam" && st.maskUrl) {
     const region = /** @type {number[]} */ (model.get("gradcam_region"));
-    const draw = h("button", "layerscope-button layerscope-draw-region", st.drawingRegion ? "Drag a box on the image…" : "Draw region");
-    draw.addEventListener("click", () => { st.drawingRegion = !st.drawingRegion; schedule(["toolbar", "image"]); });
+    const draw = h(
+      "button",
+      "layerscope-button layerscope-draw-region",
+      st.drawingRegion ? "Drag a box on the image…" : "Draw region",
+    );
+    draw.addEventListener("click", () => {
+      st.drawingRegion = !st.drawingRegion;
+      schedule(["toolbar", "image"]);
+    });
     bar.append(draw);
     if (region.length) {
       const clear = h("button", "layerscope-button layerscope-clear-region", "Clear region");
@@ -118,6 +159,17 @@ export function drawToolbar({ model, st, dom, set, schedule }) {
       bar.append(clear);
     }
   }
-  bar.append(slider("Opacity", { min: 0, max: 1, step: 0.05, value: model.get("overlay_opacity") }, (v) => set("overlay_opacity", v)));
-  bar.append(select("Colours", Object.keys(COLORSCALES).map((k) => /** @type {[string, string]} */ ([k, k])), model.get("colorscale"), (v) => set("colorscale", v)));
+  bar.append(
+    slider("Opacity", { min: 0, max: 1, step: 0.05, value: model.get("overlay_opacity") }, (v) =>
+      set("overlay_opacity", v),
+    ),
+  );
+  bar.append(
+    select(
+      "Colours",
+      Object.keys(COLORSCALES).map((k) => /** @type {[string, string]} */ ([k, k])),
+      model.get("colorscale"),
+      (v) => set("colorscale", v),
+    ),
+  );
 }

@@ -88,7 +88,7 @@ export function formatCount(n) {
 export class TreeView {
   /**
    * @param {HTMLElement} container
-   * @param {{onToggle: (id: string) => void, onSelect: (id: string) => void}} callbacks
+   * @param {{onToggle: (id: string) => void}} callbacks
    */
   constructor(container, callbacks) {
     this.callbacks = callbacks;

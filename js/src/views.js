@@ -5,7 +5,7 @@ import { colorscale } from "./colors.js";
 /**
  * @typedef {{font: string, grid: string, dark: boolean}} Theme
  * @typedef {{x0: number, y0: number, dx: number, dy: number}} Placement
- * @typedef {{y0: number, x0: number, y1: number, x1: number}} Box
+ * @typedef {import("./geometry.js").Box} Box
  * @typedef {{data: any[], layout: Record<string, any>}} Figure
  */
 
@@ -35,8 +35,15 @@ function baseLayout(theme, title) {
  */
 export function boxShape(box, color, dash = "solid") {
   return {
-    type: "rect", xref: "x", yref: "y", x0: box.x0, x1: box.x1, y0: box.y0, y1: box.y1,
-    line: { color, width: 2, dash }, fillcolor: "rgba(0,0,0,0)",
+    type: "rect",
+    xref: "x",
+    yref: "y",
+    x0: box.x0,
+    x1: box.x1,
+    y0: box.y0,
+    y1: box.y1,
+    line: { color, width: 2, dash },
+    fillcolor: "rgba(0,0,0,0)",
   };
 }
 
@@ -52,14 +59,31 @@ export function boxShape(box, color, dash = "solid") {
 export function imageFigure(o) {
   const [h, w] = o.size;
   /** @type {any[]} */
-  const images = [{
-    source: o.imageUrl, xref: "x", yref: "y", x: 0, y: 0, sizex: w, sizey: h,
-    sizing: "stretch", layer: "below",
-  }];
+  const images = [
+    {
+      source: o.imageUrl,
+      xref: "x",
+      yref: "y",
+      x: 0,
+      y: 0,
+      sizex: w,
+      sizey: h,
+      sizing: "stretch",
+      layer: "below",
+    },
+  ];
   if (o.maskUrl) {
     images.push({
-      source: o.maskUrl, xref: "x", yref: "y", x: 0, y: 0, sizex: w, sizey: h,
-      sizing: "stretch", opacity: o.maskOpacity ?? 0.5, layer: "above",
+      source: o.maskUrl,
+      xref: "x",
+      yref: "y",
+      x: 0,
+      y: 0,
+      sizex: w,
+      sizey: h,
+      sizing: "stretch",
+      opacity: o.maskOpacity ?? 0.5,
+      layer: "above",
     });
   }
   /** @type {any[]} */
@@ -67,10 +91,19 @@ export function imageFigure(o) {
   if (o.overlay) {
     const p = o.overlay.placement;
     data.push({
-      type: "heatmap", z: o.overlay.z, x0: p.x0, dx: p.dx, y0: p.y0, dy: p.dy,
-      colorscale: colorscale(o.overlay.colorscale), opacity: o.overlay.opacity,
-      zmin: o.overlay.zmin, zmax: o.overlay.zmax, showscale: o.overlay.opacity > 0,
-      colorbar: { thickness: 10, len: 0.8 }, name: o.overlay.name,
+      type: "heatmap",
+      z: o.overlay.z,
+      x0: p.x0,
+      dx: p.dx,
+      y0: p.y0,
+      dy: p.dy,
+      colorscale: colorscale(o.overlay.colorscale),
+      opacity: o.overlay.opacity,
+      zmin: o.overlay.zmin,
+      zmax: o.overlay.zmax,
+      showscale: o.overlay.opacity > 0,
+      colorbar: { thickness: 10, len: 0.8 },
+      name: o.overlay.name,
       hovertemplate: "x %{x:.0f}, y %{y:.0f}<br>%{z:.3g}<extra></extra>",
     });
   }
@@ -98,16 +131,21 @@ export function heatmapFigure(o) {
     xaxis: { showgrid: false, zeroline: false, constrain: "domain" },
     yaxis: { autorange: "reversed", showgrid: false, zeroline: false, scaleanchor: "x" },
     shapes: mark
-      ? [boxShape({ x0: mark.col - 0.5, x1: mark.col + 0.5, y0: mark.row - 0.5, y1: mark.row + 0.5 },
-        "#ff3b30")]
+      ? [boxShape({ x0: mark.col - 0.5, x1: mark.col + 0.5, y0: mark.row - 0.5, y1: mark.row + 0.5 }, "#ff3b30")]
       : [],
   });
   return {
-    data: [{
-      type: "heatmap", z: o.z, colorscale: colorscale(o.colorscale), zmin: o.zmin, zmax: o.zmax,
-      colorbar: { thickness: 10 },
-      hovertemplate: "row %{y}, col %{x}<br>%{z:.4g}<extra></extra>",
-    }],
+    data: [
+      {
+        type: "heatmap",
+        z: o.z,
+        colorscale: colorscale(o.colorscale),
+        zmin: o.zmin,
+        zmax: o.zmax,
+        colorbar: { thickness: 10 },
+        hovertemplate: "row %{y}, col %{x}<br>%{z:.4g}<extra></extra>",
+      },
+    ],
     layout,
   };
 }
@@ -129,16 +167,22 @@ export function histogramFigure(o) {
     const total = h.counts.reduce((a, b) => a + b, 0) || 1;
     const width = h.edges[1] - h.edges[0];
     return {
-      type: "bar", name, x: h.counts.map((_, i) => h.edges[i] + width / 2),
-      y: h.counts.map((c) => c / total), width, marker: { color }, opacity: 0.65,
-      hovertemplate: "%{x:.3g}: %{y:.2%}<extra>" + name + "</extra>",
+      type: "bar",
+      name,
+      x: h.counts.map((_, i) => h.edges[i] + width / 2),
+      y: h.counts.map((c) => c / total),
+      width,
+      marker: { color },
+      opacity: 0.65,
+      hovertemplate: `%{x:.3g}: %{y:.2%}<extra>${name}</extra>`,
     };
   };
   const data = [bars(o.layer, o.name || "whole layer", "#4c78a8")];
   if (o.channel) data.push(bars(o.channel, o.channelName, "#f58518"));
   const layout = baseLayout(o.theme, o.title || "Value histogram");
   Object.assign(layout, {
-    barmode: "overlay", bargap: 0,
+    barmode: "overlay",
+    bargap: 0,
     yaxis: { type: "log", tickformat: "~%", gridcolor: o.theme.grid, title: { text: "fraction" }, automargin: true },
     xaxis: { gridcolor: o.theme.grid },
     legend: { orientation: "h", y: -0.18 },
@@ -159,10 +203,17 @@ export function barFigure(o) {
     margin: { l: 120, r: 8, t: 28, b: 28 },
   });
   return {
-    data: [{
-      type: "bar", orientation: "h", y: o.labels, x: o.values, marker: { color: "#4c78a8" },
-      text: o.hover, hovertemplate: "%{y}: %{x:.4g}<br>%{text}<extra></extra>",
-    }],
+    data: [
+      {
+        type: "bar",
+        orientation: "h",
+        y: o.labels,
+        x: o.values,
+        marker: { color: "#4c78a8" },
+        text: o.hover,
+        hovertemplate: "%{y}: %{x:.4g}<br>%{text}<extra></extra>",
+      },
+    ],
     layout,
   };
 }

@@ -2,9 +2,9 @@
 import { createApp } from "./app.js";
 import Plotly from "./plotly.js";
 
-export default {
-  /** @param {{model: any, el: HTMLElement}} ctx */
-  render({ model, el }) {
-    return createApp({ model, el, plotly: Plotly });
-  },
-};
+/** @type {import("@anywidget/types").Render<import("./schema.js").WidgetState>} */
+function render({ model, el }) {
+  return createApp({ model, el, plotly: Plotly });
+}
+
+export default { render };

@@ -6,11 +6,18 @@ import { JSDOM } from "jsdom";
 
 const dom = new JSDOM("<!doctype html><body></body>", { pretendToBeVisual: true });
 Object.assign(globalThis, {
-  window: dom.window, document: dom.window.document, getComputedStyle: dom.window.getComputedStyle,
-  MutationObserver: dom.window.MutationObserver, HTMLElement: dom.window.HTMLElement,
-  requestAnimationFrame: dom.window.requestAnimationFrame, cancelAnimationFrame: dom.window.cancelAnimationFrame,
+  window: dom.window,
+  document: dom.window.document,
+  getComputedStyle: dom.window.getComputedStyle,
+  MutationObserver: dom.window.MutationObserver,
+  HTMLElement: dom.window.HTMLElement,
+  requestAnimationFrame: dom.window.requestAnimationFrame,
+  cancelAnimationFrame: dom.window.cancelAnimationFrame,
   // jsdom has no layout: a ResizeObserver that never fires.
-  ResizeObserver: class { observe() {} disconnect() {} },
+  ResizeObserver: class {
+    observe() {}
+    disconnect() {}
+  },
 });
 const { createApp } = await import("../src/app.js");
 const nextFrame = () => new Promise((resolve) => dom.window.requestAnimationFrame(() => resolve()));
@@ -19,13 +26,23 @@ function fakeModel(state) {
   const listeners = new Map();
   const saved = [];
   return {
-    state, saved,
+    state,
+    saved,
     get: (k) => state[k],
-    set: (k, v) => { state[k] = v; },
-    save_changes: () => saved.push(JSON.parse(JSON.stringify({ ...state, _layer: undefined, _channel: undefined, _image: undefined }))),
+    set: (k, v) => {
+      state[k] = v;
+    },
+    save_changes: () =>
+      saved.push(JSON.parse(JSON.stringify({ ...state, _layer: undefined, _channel: undefined, _image: undefined }))),
     on: (ev, cb) => listeners.set(ev, [...(listeners.get(ev) || []), cb]),
-    off: (ev, cb) => listeners.set(ev, (listeners.get(ev) || []).filter((f) => f !== cb)),
-    emit: (ev) => (listeners.get(ev) || []).forEach((f) => f()),
+    off: (ev, cb) =>
+      listeners.set(
+        ev,
+        (listeners.get(ev) || []).filter((f) => f !== cb),
+      ),
+    emit: (ev) => {
+      for (const f of listeners.get(ev) || []) f();
+    },
     count: () => [...listeners.values()].reduce((a, l) => a + l.length, 0),
   };
 }
@@ -34,8 +51,15 @@ function fakePlotly() {
   const calls = [];
   return {
     calls,
-    react: async (el, data, layout) => { el.layout = layout; el.data = data; calls.push(["react", el.className, data, layout]); },
-    relayout: async (el, update) => { Object.assign(el.layout, update); calls.push(["relayout", el.className, update]); },
+    react: async (el, data, layout) => {
+      el.layout = layout;
+      el.data = data;
+      calls.push(["react", el.className, data, layout]);
+    },
+    relayout: async (el, update) => {
+      Object.assign(el.layout, update);
+      calls.push(["relayout", el.className, update]);
+    },
     purge: (el) => calls.push(["purge", el.className]),
     Plots: { resize: (el) => calls.push(["resize", el.className]) },
   };
@@ -45,27 +69,98 @@ const f32 = (values) => ({ data: new DataView(new Float32Array(values).buffer), 
 
 function baseState() {
   const tree = [
-    { id: "", name: "Net", cls: "Net", parent: null, children: ["conv", "<b>odd</b>"], depth: 0, params: 0, total_params: 12, shape: [1, 2, 2, 2], calls: 1 },
-    { id: "conv", name: "conv", cls: "Conv2d", parent: "", children: [], depth: 1, params: 12, total_params: 12, shape: [1, 2, 2, 2], calls: 1 },
-    { id: "<b>odd</b>", name: "<b>odd</b>", cls: "ModuleList", parent: "", children: [], depth: 1, params: 0, total_params: 0, shape: null, calls: 0 },
+    {
+      id: "",
+      name: "Net",
+      cls: "Net",
+      parent: null,
+      children: ["conv", "<b>odd</b>"],
+      depth: 0,
+      params: 0,
+      total_params: 12,
+      shape: [1, 2, 2, 2],
+      calls: 1,
+    },
+    {
+      id: "conv",
+      name: "conv",
+      cls: "Conv2d",
+      parent: "",
+      children: [],
+      depth: 1,
+      params: 12,
+      total_params: 12,
+      shape: [1, 2, 2, 2],
+      calls: 1,
+    },
+    {
+      id: "<b>odd</b>",
+      name: "<b>odd</b>",
+      cls: "ModuleList",
+      parent: "",
+      children: [],
+      depth: 1,
+      params: 0,
+      total_params: 0,
+      shape: null,
+      calls: 0,
+    },
   ];
   const agg = { ...f32([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]), shape: [3, 2, 2] };
   return {
-    _tree: tree, hooked_modules: [], selected_module: "", selected_channel: 0, selected_call: 0,
-    aggregate: "mean", overlay: "aggregate", overlay_opacity: 0.5, colorscale: "Viridis", selected_class: -1,
+    _tree: tree,
+    hooked_modules: [],
+    selected_module: "",
+    selected_channel: 0,
+    selected_call: 0,
+    aggregate: "mean",
+    overlay: "aggregate",
+    overlay_opacity: 0.5,
+    colorscale: "Viridis",
+    selected_class: -1,
     _image: { jpeg: new DataView(new Uint8Array([255, 216, 255]).buffer), size: [4, 4] },
     _geometry: { image_size: [4, 4], input_size: [4, 4], scale: [1, 1], offset: [0, 0] },
-    _layer: {}, _channel: {}, _segmentation: {}, _class_score: {}, _status: { state: "idle" },
-    _error: "", _notice: "Random weights", _title: "Net",
+    _layer: {},
+    _channel: {},
+    _segmentation: {},
+    _class_score: {},
+    _status: { state: "idle" },
+    _error: "",
+    _notice: "Random weights",
+    _title: "Net",
     layerAfterCapture: {
-      module: "conv", cls: "Conv2d", kind: "maps", call: 0, calls: 1, shape: [1, 2, 2, 2], channels: 2,
-      map_size: [2, 2], map_pool: 1, aggregates: agg, topk: [1, 0], tile_pool: 1,
-      tiles: { data: new DataView(new Uint8Array([0, 255, 0, 255, 255, 0, 255, 0]).buffer), dtype: "uint8", shape: [2, 2, 2] },
-      tile_min: [0, -1], tile_max: [1, 1],
+      module: "conv",
+      cls: "Conv2d",
+      kind: "maps",
+      call: 0,
+      calls: 1,
+      shape: [1, 2, 2, 2],
+      channels: 2,
+      map_size: [2, 2],
+      map_pool: 1,
+      aggregate_names: ["mean", "max", "l2"],
+      aggregates: agg,
+      nonfinite_cells: 0,
+      topk: [1, 0],
+      tile_pool: 1,
+      tiles: {
+        data: new DataView(new Uint8Array([0, 255, 0, 255, 255, 0, 255, 0]).buffer),
+        dtype: "uint8",
+        shape: [2, 2, 2],
+      },
+      tile_min: [0, -1],
+      tile_max: [1, 1],
       histogram: { counts: [1, 3], edges: [0, 1, 2] },
       stats: { mean: 0.5, std: 0.1, min: 0, max: 1, zero_fraction: 0.25, count: 8 },
     },
-    channelAfterCapture: { module: "conv", call: 0, channel: 1, map: { ...f32([0, 1, 2, 3]), shape: [2, 2] }, histogram: { counts: [2, 2], edges: [0, 1, 2] }, stats: { mean: 1.5, std: 1, min: 0, max: 3, zero_fraction: 0.25, count: 4 } },
+    channelAfterCapture: {
+      module: "conv",
+      call: 0,
+      channel: 1,
+      map: { ...f32([0, 1, 2, 3]), shape: [2, 2] },
+      histogram: { counts: [2, 2], edges: [0, 1, 2] },
+      stats: { mean: 1.5, std: 1, min: 0, max: 3, zero_fraction: 0.25, count: 4 },
+    },
   };
 }
 
@@ -100,8 +195,16 @@ test("renders the tree as text, toggles hooks, draws views and cleans up", async
   await nextFrame();
   assert.match(el.dataset.layerscopeDrawn, /^conv\|1\|/);
   const drawn = new Set(plotly.calls.filter((c) => c[0] === "react").map((c) => c[1]));
-  for (const name of ["layerscope-plot-image", "layerscope-plot-channel", "layerscope-plot-aggregate", "layerscope-plot-histogram"]) {
-    assert.ok([...drawn].some((d) => d.includes(name)), name);
+  for (const name of [
+    "layerscope-plot-image",
+    "layerscope-plot-channel",
+    "layerscope-plot-aggregate",
+    "layerscope-plot-histogram",
+  ]) {
+    assert.ok(
+      [...drawn].some((d) => d.includes(name)),
+      name,
+    );
   }
   assert.equal(el.querySelectorAll(".layerscope-tile").length, 2);
   assert.match(el.dataset.layerscopeDrawn, /^conv\|1\|/);
@@ -123,7 +226,9 @@ test("renders the tree as text, toggles hooks, draws views and cleans up", async
   assert.equal(model.saved.length, before, "linking never talks to the kernel");
 
   // A tile click selects its channel; errors show in the widget.
-  el.querySelector(".layerscope-tile[data-channel='0']").dispatchEvent(new window.MouseEvent("click", { bubbles: true }));
+  el.querySelector(".layerscope-tile[data-channel='0']").dispatchEvent(
+    new window.MouseEvent("click", { bubbles: true }),
+  );
   assert.equal(state.selected_channel, 0);
   state._error = "LayerScopeError: channel 9 is out of range";
   model.emit("change:_error");
@@ -154,7 +259,10 @@ test("search filters the tree", async () => {
   const search = el.querySelector(".layerscope-search");
   search.value = "conv2d";
   search.dispatchEvent(new window.Event("input"));
-  assert.deepEqual([...el.querySelectorAll(".layerscope-node")].map((r) => r.dataset.id), ["", "conv"]);
+  assert.deepEqual(
+    [...el.querySelectorAll(".layerscope-node")].map((r) => r.dataset.id),
+    ["", "conv"],
+  );
 });
 
 test("views of a new layer count as drawn only once its channel has arrived", async () => {

@@ -68,6 +68,13 @@ def page(browser):
     page.forgive = []  # (substring, substring) pairs a test may name for another project's bug
     ARTIFACTS.mkdir(exist_ok=True)
     yield page
+    # Every widget on the page ends the test without an error shown (a test that provokes one
+    # dismisses it).
+    shown = page.evaluate(
+        """() => [...document.querySelectorAll('.layerscope-error')]
+                 .filter((e) => !e.hidden).map((e) => e.innerText)"""
+    )
+    problems.extend(f"widget error at teardown: {text}" for text in shown)
     context.close()
     left = [p for p in problems if not any(a in p and b in p for a, b in page.forgive)]
     assert not left, "\n".join(left)

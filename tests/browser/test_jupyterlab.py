@@ -4,6 +4,7 @@ heatmap and image in the browser, click again to unhook, Python sees every chang
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 from PIL import Image
@@ -73,7 +74,9 @@ def test_click_hook_view_hover_unhook(page, lab_url):
         page.eval_on_selector(".layerscope-plot-image", "el => el.dataset.receptiveBox")
     )
     assert field["x0"] <= second["x0"] and field["x1"] >= second["x1"]
-    assert field["x1"] - field["x0"] <= 35 * 512 / 160 + 1e-6
+    # An interior cell's field is not clipped: exactly 35 input px = 112 image px a side.
+    assert abs((field["x1"] - field["x0"]) - 35 * 512 / 160) < 1e-6
+    assert abs((field["y1"] - field["y0"]) - 35 * 512 / 160) < 1e-6
     assert page.eval_on_selector(".layerscope-plot-image", "el => el.layout.shapes.length") == 2
 
     # Hovering the image marks the matching cell in the heatmaps and shows the values there.
@@ -108,10 +111,24 @@ def test_click_hook_view_hover_unhook(page, lab_url):
 
 def test_python_side_changes_reach_the_tree(page, lab_url):
     open_quickstart(page, lab_url)
-    run_cell(page, "explorer.hooked_modules = ['classifier.0.convs.4', 'layer3']; print('ok')")
+    out = run_cell(page, "explorer.hooked_modules = ['layer3']")
+    assert "TraitError" in out and "did you mean 'backbone.layer3'" in out  # raised in Python
+    run_cell(page, "explorer.hooked_modules = ['classifier.0.convs.4']; print('ok')")
     page.wait_for_selector('.layerscope-node.layerscope-hooked[data-id="classifier.0.convs.4"]')
-    error = page.inner_text(".layerscope-error")
-    assert "did you mean 'backbone.layer3'" in error
+    page.wait_for_selector('[data-layerscope-drawn^="classifier.0.convs.4|"]', timeout=60_000)
+    # A channel typed past the end in the widget: refused, shown, and put back.
+    box = page.locator(".layerscope-channel input[type=number]")
+    box.fill("99999")
+    box.press("Tab")  # leaving the box commits the value (a change event)
+    page.wait_for_selector(".layerscope-error:not([hidden])", timeout=30_000)
+    assert "channel 99999 is out of range: classifier.0.convs.4 has 256" in page.inner_text(
+        ".layerscope-error"
+    )
+    page.wait_for_function(
+        "() => document.querySelector('.layerscope-channel input[type=number]').value !== '99999'"
+    )
+    out = run_cell(page, "print(explorer.selected_channel < 256, explorer._channel['channel'])")
+    assert out.startswith("True")
     page.click(".layerscope-dismiss")
     page.wait_for_selector(".layerscope-error[hidden]", state="attached")
     # Keyboard: filter, move with the arrows, toggle with Enter.
@@ -146,8 +163,15 @@ def test_images_gradcam_and_region_in_the_browser(page, lab_url, tmp_path):
     open_quickstart(page, lab_url)
     # A bundled sample from the chooser, then an upload through the file input.
     page.select_option(".layerscope-image-controls select", "chelsea")
+    # Not only the photo (sent first) but the views of the new image's forward: backbone.layer4
+    # of a 160 x 240 input is 20 x 30 cells.
     page.wait_for_function(
-        "() => document.querySelector('.layerscope-plot-image').layout.xaxis.range[1] === 451",
+        """() => {
+          const heat = document.querySelector('.layerscope-plot-channel');
+          const img = document.querySelector('.layerscope-plot-image');
+          return img.layout.xaxis.range[1] === 451 && heat.data && heat.data[0].z.length === 20
+            && heat.data[0].z[0].length === 30;
+        }""",
         timeout=60_000,
     )
     page.wait_for_function(KERNEL_IDLE)
@@ -188,9 +212,20 @@ def test_images_gradcam_and_region_in_the_browser(page, lab_url, tmp_path):
     page.mouse.up()
     page.wait_for_selector(".layerscope-clear-region", timeout=30_000)
     page.wait_for_function(KERNEL_IDLE)
-    out = run_cell(page, "print([round(v) for v in explorer.gradcam_region], explorer._error)")
-    y0, x0, y1, x1 = (int(v) for v in out.split("]")[0].strip("[ ").split(","))
-    assert 0 < x0 < x1 < 512 and 0 < y0 < y1 < 512
+    out = run_cell(
+        page,
+        "r = explorer.gradcam_region; print(r, explorer._gradcam['pixels'], repr(explorer._error))",
+    )
+    region = [float(v) for v in out.split("]")[0].strip("[ ").split(",")]
+    pixels = int(out.split("]")[1].split()[0])
+    y0, x0, y1, x1 = region
+    assert 0 < x0 < x1 < 512 and 0 < y0 < y1 < 512 and out.strip().endswith("''")
+    # By hand: the 512 px photo is the 160 px input, and DeepLabV3's class map is 160 px too;
+    # the score is summed over every class-map pixel the box touches.
+    s = 160 / 512
+    rows = math.ceil(y1 * s) - math.floor(y0 * s)
+    cols = math.ceil(x1 * s) - math.floor(x0 * s)
+    assert pixels == rows * cols
     page.screenshot(path=str(ARTIFACTS / "gradcam.png"), full_page=True)
 
 
