@@ -7,14 +7,18 @@ import { cellAt, cellBox, overlayPlacement, receptiveBox } from "../src/geometry
 
 const data = JSON.parse(readFileSync(new URL("../../tests/geometry_cases.json", import.meta.url), "utf8"));
 const close = (a, b) => assert.ok(Math.abs(a - b) < 1e-9, `${a} != ${b}`);
-const asList = (box) => [box.y0, box.x0, box.y1, box.x1];
+const sameBox = (box, expected) => {
+  [box.y0, box.x0, box.y1, box.x1].forEach((v, i) => {
+    close(v, expected[i]);
+  });
+};
 
 for (const c of data.cases) {
   if (c.fn === "regionMask") continue; // Python only: the browser sends the box, the kernel masks
   test(`${c.fn}: ${c.why}`, () => {
     const g = data.geometries[c.g];
     if (c.fn === "cellBox") {
-      asList(cellBox(g, c.layer, c.pool, c.cell[0], c.cell[1])).forEach((v, i) => close(v, c.expected[i]));
+      sameBox(cellBox(g, c.layer, c.pool, c.cell[0], c.cell[1]), c.expected);
     } else if (c.fn === "cellAt") {
       const got = cellAt(g, c.layer, c.pool, c.point[0], c.point[1]);
       assert.deepEqual(got && [got.row, got.col], c.expected);
@@ -22,7 +26,7 @@ for (const c of data.cases) {
       const got = overlayPlacement(g, c.layer, c.pool);
       for (const k of ["x0", "y0", "dx", "dy"]) close(got[k], c.expected[k]);
     } else if (c.fn === "receptiveBox") {
-      asList(receptiveBox(g, c.rf, c.layer, c.pool, c.cell[0], c.cell[1])).forEach((v, i) => close(v, c.expected[i]));
+      sameBox(receptiveBox(g, c.rf, c.layer, c.pool, c.cell[0], c.cell[1]), c.expected);
     } else {
       assert.fail(`no such function ${c.fn}`);
     }
