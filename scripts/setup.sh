@@ -19,3 +19,9 @@ if [ ! -f src/layerscope/static/widget.js ] || [ ! -f src/layerscope/static/plot
    || [ -n "$(find js/src js/package.json js/build.mjs -newer src/layerscope/static/widget.js 2>/dev/null | head -n 1)" ]; then
   (cd js && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm run build)
 fi
+# JupyterLab in this environment starts without its "news" toast (a default users may change).
+overrides=.venv/share/jupyter/lab/settings/overrides.json
+if [ ! -f "$overrides" ]; then
+  mkdir -p "$(dirname "$overrides")"
+  echo '{"@jupyterlab/apputils-extension:notification": {"fetchNews": "false"}}' > "$overrides"
+fi

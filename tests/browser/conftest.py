@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -55,8 +56,19 @@ def browser():
 def page(browser):
     """A fresh page that fails the test on any console error or uncaught exception."""
     context = browser.new_context(viewport={"width": 1500, "height": 1100})
-    page = context.new_page()
     problems: list[str] = []
+
+    def loopback_only(route):  # no test may send traffic to any address but loopback
+        url = route.request.url
+        host = urllib.parse.urlsplit(url).hostname
+        if url.startswith(("data:", "blob:", "about:", "file:")) or host in ("127.0.0.1", None):
+            route.continue_()
+        else:
+            problems.append(f"request to a non-loopback address, aborted: {url}")
+            route.abort()
+
+    context.route("**/*", loopback_only)
+    page = context.new_page()
     page.on("pageerror", lambda exc: problems.append(f"pageerror: {exc} | {exc.stack[:300]}"))
     page.on(
         "console",

@@ -21,13 +21,68 @@ CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
-NOTEBOOKS = Path(__file__).resolve().parents[2] / "example_notebooks"
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = ROOT / "example_notebooks"
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _isolated_env(home: Path, env_extra: dict[str, str], news_off: bool = True) -> dict[str, str]:
+    """Jupyter's config, data and runtime folders inside ``home``: nothing of the user's."""
+    settings = home / "settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True, exist_ok=True)
+    if news_off:
+        note = json.dumps({"fetchNews": "false"})
+        (settings / "notification.jupyterlab-settings").write_text(note)
+    env = dict(os.environ)
+    env.update({
+        "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_DATA_DIR": str(home / "data"),
+        "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "IPYTHONDIR": str(home / "ipython"),
+        "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
+        "MARIMO_SKIP_UPDATE_CHECK": "1",
+    })  # fmt: skip
+    env.update(env_extra)
+    return env
+
+
+@contextmanager
+def serve(cmd: list[str], env: dict[str, str], probe: str, log_path: Path) -> Iterator[None]:
+    """Run a server (on 127.0.0.1, by the caller's command) until ``probe`` answers 200;
+    stop it by PID afterwards."""
+    log = open(log_path, "w")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{cmd[0]} exited: {log_path.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(probe, timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{probe} did not answer within 90 s")
+            time.sleep(0.2)
+        yield
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
 
 
 @contextmanager
@@ -37,20 +92,9 @@ def jupyter_server(home: Path, env_extra: dict[str, str]) -> Iterator[str]:
     work.mkdir(parents=True, exist_ok=True)
     for nb in NOTEBOOKS.glob("*.ipynb"):
         shutil.copy(nb, work / nb.name)
-    settings = home / "settings" / "@jupyterlab" / "apputils-extension"
-    settings.mkdir(parents=True, exist_ok=True)
-    (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
-    env = dict(os.environ)
-    env.update({
-        "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_DATA_DIR": str(home / "data"),
-        "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "IPYTHONDIR": str(home / "ipython"),
-        "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
-        "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
-    })  # fmt: skip
-    env.update(env_extra)
     port = free_port()
     cmd = [
-        str(Path(sys.executable).parent / "jupyter"), "lab", "--no-browser",
+        _bin("jupyter"), "lab", "--no-browser",
         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--IdentityProvider.token=",
         "--ServerApp.password=", "--ServerApp.disable_check_xsrf=True",
         f"--ServerApp.root_dir={work}", "--ServerApp.allow_root=True",
@@ -58,32 +102,47 @@ def jupyter_server(home: Path, env_extra: dict[str, str]) -> Iterator[str]:
         # The same server also serves Notebook 7 (/notebooks/...); expose its app as well.
         "--JupyterNotebookApp.expose_app_in_browser=True",
     ]  # fmt: skip
-    log = open(home / "server.log", "w")
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"jupyter exited: {(home / 'server.log').read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/api/status", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("jupyter did not answer /api/status within 90 s")
-            time.sleep(0.2)
+    with serve(cmd, _isolated_env(home, env_extra), f"{url}/api/status", home / "server.log"):
         yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+
+
+@contextmanager
+def lab_script_server(home: Path) -> Iterator[str]:
+    """``scripts/lab.sh``, the README's main command, on 127.0.0.1 with no user settings of
+    the test's own; yield its URL."""
+    port = free_port()
+    cmd = ["bash", str(ROOT / "scripts" / "lab.sh"), "--no-browser",
+           "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+           "--IdentityProvider.token=", "--ServerApp.password="]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    env = _isolated_env(home, {}, news_off=False)
+    with serve(cmd, env, f"{url}/api/status", home / "lab.log"):
+        yield url
+
+
+@contextmanager
+def marimo_server(home: Path, app: Path, env_extra: dict[str, str]) -> Iterator[str]:
+    """``marimo run`` on ``app`` (headless, no token, 127.0.0.1); yield its URL."""
+    port = free_port()
+    cmd = [_bin("marimo"), "run", str(app), "--headless", "--host", "127.0.0.1", "--port",
+           str(port), "--no-token"]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    with serve(cmd, _isolated_env(home, env_extra), f"{url}/health", home / "marimo.log"):
+        yield url
+
+
+@contextmanager
+def voila_server(home: Path, notebook: Path, env_extra: dict[str, str]) -> Iterator[str]:
+    """``scripts/app.sh`` (Voila) serving ``notebook`` as an app, the README's command; yield
+    its URL."""
+    port = free_port()
+    cmd = ["bash", str(ROOT / "scripts" / "app.sh"), str(notebook), "--no-browser",
+           f"--port={port}", "--Voila.ip=127.0.0.1"]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    probe = f"{url}/voila/static/voila.js"  # a static file: probing runs no notebook
+    with serve(cmd, _isolated_env(home, env_extra), probe, home / "voila.log"):
+        yield url
 
 
 KERNEL_IDLE = """() => {
