@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["Dropped", "map_tensors", "iter_tensors", "nbytes", "describe", "first_tensor"]
+__all__ = ["Dropped", "map_tensors", "iter_tensors", "describe", "first_tensor"]
 
 # Leaves that are safe to keep as they are: immutable, cheap, and meaningful to a reader.
 _PLAIN = (int, float, complex, bool, str, bytes, type(None), torch.Size, torch.dtype, torch.device)
@@ -63,11 +63,6 @@ def iter_tensors(obj: Any) -> Iterator[torch.Tensor]:
 def first_tensor(obj: Any) -> torch.Tensor | None:
     """The first tensor of ``obj`` (the ``out`` of a dict output), or None."""
     return next(iter_tensors(obj), None)
-
-
-def nbytes(obj: Any) -> int:
-    """Bytes held by the tensors of ``obj``."""
-    return sum(t.numel() * t.element_size() for t in iter_tensors(obj))
 
 
 def describe(obj: Any) -> Any:

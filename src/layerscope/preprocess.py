@@ -6,7 +6,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
@@ -28,10 +27,6 @@ class PreparedImage:
     tensor: torch.Tensor
     image: Image.Image
     geometry: Geometry
-
-    @property
-    def pixels(self) -> np.ndarray:
-        return np.asarray(self.image)
 
 
 @dataclass(frozen=True)
