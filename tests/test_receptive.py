@@ -41,13 +41,16 @@ def test_resnet50_and_dilation_keep_the_field():
 
 
 @pytest.mark.parametrize(
-    "module, unit",
-    [("backbone.maxpool", (20, 20)), ("backbone.layer1", (20, 20)),
-     ("backbone.layer2", (10, 10)), ("backbone.layer3.0.conv2", (10, 10))],
+    "module, unit, side",
+    [("backbone.maxpool", (20, 20), 160), ("backbone.layer1", (20, 20), 160),
+     ("backbone.layer2", (10, 10), 160), ("backbone.layer3.0.conv2", (10, 10), 160),
+     # Dilation (DeepLabV3's layer3 and layer4): unclipped fields of 139 and 299 px whose
+     # gradient has holes inside but exactly the analytic extent.
+     ("backbone.layer3.1.conv2", (14, 14), 224), ("backbone.layer4.0.conv2", (20, 20), 320)],
 )  # fmt: skip
-def test_matches_the_support_of_the_input_gradient(module, unit):
+def test_matches_the_support_of_the_input_gradient(module, unit, side):
     model = build_deeplab()
-    x = torch.randn(1, 3, 160, 160)
+    x = torch.randn(1, 3, side, side)
     rf = receptive_fields(model, x)[module]
     seen = {}
     handle = dict(model.named_modules())[module].register_forward_hook(
@@ -62,5 +65,5 @@ def test_matches_the_support_of_the_input_gradient(module, unit):
     rows, cols = torch.nonzero(xi.grad[0].abs().sum(0), as_tuple=True)
     y0, x0, y1, x1 = rf.box(*unit)
     # The gradient reaches exactly the analytic field (end exclusive), inside the image.
-    assert (rows.min().item(), rows.max().item() + 1) == (max(0, y0), min(160, y1))
-    assert (cols.min().item(), cols.max().item() + 1) == (max(0, x0), min(160, x1))
+    assert (rows.min().item(), rows.max().item() + 1) == (max(0, y0), min(side, y1))
+    assert (cols.min().item(), cols.max().item() + 1) == (max(0, x0), min(side, x1))
