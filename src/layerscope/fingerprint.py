@@ -10,14 +10,13 @@ cached output is served; a parameter or buffer replaced, added or removed; a mod
 
 from __future__ import annotations
 
-import hashlib
 import os
-import zlib
 from collections.abc import Hashable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
+import xxhash
 from torch import nn
 
 from .nested import Dropped, map_tensors
@@ -55,15 +54,16 @@ def _cpu_bytes(t: torch.Tensor) -> memoryview:
 
 
 def tensor_digest(t: torch.Tensor) -> bytes:
-    """BLAKE2 of a tensor's values. Taken on every call: a tensor's version counter does not
-    move when its memory is written through ``.data`` or a numpy array, so nothing is memoised."""
-    return hashlib.blake2b(_cpu_bytes(t), digest_size=20).digest()
+    """XXH3-128 of a tensor's values (about 10 GB/s). Taken on every call: a tensor's version
+    counter does not move when its memory is written through ``.data`` or a numpy array, so
+    nothing is memoised."""
+    return xxhash.xxh3_128_digest(_cpu_bytes(t))
 
 
 def input_digest(inputs: tuple[Any, ...]) -> Hashable | None:
     """A digest of the inputs' values, or None when they hold something that cannot be hashed
     safely (then nothing is cached)."""
-    h = hashlib.blake2b(digest_size=20)
+    h = xxhash.xxh3_128()
 
     def feed(t: torch.Tensor) -> str:
         h.update(tensor_digest(t))
@@ -106,12 +106,25 @@ def _device_fingerprint(t: torch.Tensor) -> tuple[int, int]:
 
 
 def weights_fingerprint(named: dict[str, nn.Module]) -> Hashable:
-    """A digest of every parameter's and buffer's values: CRC-32 per tensor on the CPU (in
-    threads; about 70 ms for DeepLabV3-ResNet50's 160 MB on two cores), device-side sums on a
+    """A digest of every parameter's and buffer's values: XXH3-128 per tensor on the CPU (in
+    threads; about 10 ms for DeepLabV3-ResNet50's 160 MB on two cores), device-side sums on a
     GPU. Compared before a cached output is served, so writes through ``.data`` are seen."""
     tensors = _weights(named)
     cpu = [t for t in tensors if t.device.type == "cpu" and t.element_size() in _INT_VIEW]
-    crcs = list(_THREADS.map(lambda t: zlib.crc32(_cpu_bytes(t)), cpu))
+    # A few tasks of about equal bytes, not one per tensor: the hashing releases the GIL.
+    workers = _THREADS._max_workers
+    chunks: list[list[torch.Tensor]] = [[] for _ in range(workers)]
+    loads = [0] * workers
+    for t in sorted(cpu, key=lambda t: -t.numel() * t.element_size()):
+        i = loads.index(min(loads))
+        chunks[i].append(t)
+        loads[i] += t.numel() * t.element_size()
+
+    def digest(chunk: list[torch.Tensor]) -> list[tuple[int, int]]:
+        return [(id(t), xxhash.xxh3_128_intdigest(_cpu_bytes(t))) for t in chunk]
+
+    by_id = dict(pair for part in _THREADS.map(digest, chunks) for pair in part)
+    crcs = [by_id[id(t)] for t in cpu]
     on_cpu = {id(t) for t in cpu}
     other = [_device_fingerprint(t) for t in tensors if id(t) not in on_cpu]
     return (tuple(crcs), tuple(other))

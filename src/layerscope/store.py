@@ -10,8 +10,9 @@ When an earlier forward showed the sizes, ``plan`` takes these decisions before 
 so nothing is copied only to be converted or dropped later; ``add_call`` still enforces the
 budget call by call, for first runs and for outputs whose size differs from the plan.
 
-Byte counts are derived from what the entries hold (``settle`` recomputes them), so an
-interrupted capture cannot leave the accounting wrong."""
+Byte counts follow every change and are recounted from what the entries hold when a capture
+finishes (``finish`` runs also after an interrupt), so an interrupted capture cannot leave the
+accounting wrong."""
 
 from __future__ import annotations
 
@@ -68,11 +69,20 @@ class ActivationStore:
         self.budget_set = False  # set explicitly by a user (a later different value warns)
         self.pool = BufferPool()
         self._entries: OrderedDict[EntryKey, _Entry] = OrderedDict()
+        self._used = 0
 
     @property
     def used_bytes(self) -> int:
         """Bytes held by the entries."""
-        return sum(e.nbytes for e in self._entries.values())
+        return self._used
+
+    def recount(self, keys: list[EntryKey] | None = None) -> None:
+        """The bytes of ``keys``' entries (all when None), from what they hold, and the total."""
+        for key in self._entries if keys is None else keys:
+            entry = self._entries.get(key)
+            if entry is not None:
+                entry.nbytes = sum(output_bytes(c, False) for c in entry.calls)
+        self._used = sum(e.nbytes for e in self._entries.values())
 
     @property
     def held_bytes(self) -> int:
@@ -161,6 +171,7 @@ class ActivationStore:
             return
         entry.calls.append(self._copy(output, storage, entry.reduced, entry.buffers))
         entry.nbytes += need
+        self._used += need
         report.peak_bytes = max(report.peak_bytes, self.held_bytes)
         self._entries.move_to_end(key)
 
@@ -173,13 +184,16 @@ class ActivationStore:
         if self.held_bytes + need > self.budget_bytes:
             return False
         self._entries[key] = _Entry(calls=[value], nbytes=need, complete=True, check=check)
+        self._used += need
         return True
 
     def settle(self, key: EntryKey) -> None:
         """Recompute an entry's bytes from what it holds."""
         entry = self._entries.get(key)
         if entry is not None:
+            before = entry.nbytes
             entry.nbytes = sum(output_bytes(c, False) for c in entry.calls)
+            self._used += entry.nbytes - before
 
     def finish(self, keys: list[EntryKey], complete: bool) -> None:
         """Close the entries of a capture: finished ones become cache hits; evicted, half-written
@@ -189,10 +203,10 @@ class ActivationStore:
             if entry is None or (entry.complete and not entry.evicted):
                 continue
             if complete and not entry.evicted:
-                self.settle(key)
                 entry.complete = True
             else:
                 self._drop(key)
+        self.recount(keys)
 
     def take(self, key: EntryKey) -> list[Any]:
         entry = self._entries.get(key)
@@ -238,6 +252,7 @@ class ActivationStore:
     def _drop(self, key: EntryKey) -> None:
         entry = self._entries.pop(key, None)
         if entry is not None:
+            self._used -= entry.nbytes
             entry.calls = []
             entry.nbytes = 0
             self._release_buffers(entry)
@@ -245,8 +260,9 @@ class ActivationStore:
     def _make_room(self, need: int, keep: set[EntryKey]) -> int:
         """Free idle buffers, then evict older entries, until ``need`` more bytes fit."""
         over = self.held_bytes + need - self.budget_bytes
-        if over > 0:
-            self.pool.release(over)
+        if over <= 0:
+            return 0
+        self.pool.release(over)
         evicted = 0
         for key in list(self._entries):
             if self.held_bytes + need <= self.budget_bytes:
