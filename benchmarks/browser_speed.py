@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/browser_speed.py            # DeepLabV3-ResNet50 at 520 px
 
 Random weights (speed does not depend on their values). Times are measured in the page, from the
-click to the moment the widget has drawn the new views (its ``data-layerscope-drawn`` mark)."""
+click to the moment plotly has finished drawing every view the click changed (its promises
+resolved) and the next frame is painted: the widget's ``data-layerscope-rendered`` mark."""
 
 from __future__ import annotations
 
@@ -21,17 +22,16 @@ from browser.lab import CHROMIUM, CHROMIUM_ARGS, KERNEL_IDLE, jupyter_server, ru
 
 CLICK_TO_DRAWN = """async (id) => {
   const row = document.querySelector(`.layerscope-node[data-id="${id}"] .layerscope-name`);
-  const host = document.querySelector('[data-layerscope-drawn]');
+  const host = document.querySelector('[data-layerscope-rendered]');
   const t0 = performance.now();
-  const drawn = new Promise((resolve) => {
+  const rendered = new Promise((resolve) => {
     const obs = new MutationObserver(() => {
-      if (host.dataset.layerscopeDrawn.startsWith(id + '|')) { obs.disconnect(); resolve(); }
+      if (host.dataset.layerscopeRendered.startsWith(id + '|')) { obs.disconnect(); resolve(); }
     });
-    obs.observe(host, {attributes: true, attributeFilter: ['data-layerscope-drawn']});
+    obs.observe(host, {attributes: true, attributeFilter: ['data-layerscope-rendered']});
   });
   row.click();
-  await drawn;
-  await new Promise((r) => requestAnimationFrame(() => r()));  // the frame is painted
+  await rendered;  // set after plotly's promises resolved and the next frame was painted
   return performance.now() - t0;
 }"""
 
@@ -56,7 +56,7 @@ def main() -> None:
         page.goto(f"{url}/lab/tree/quickstart.ipynb")
         page.wait_for_function(KERNEL_IDLE, timeout=120_000)
         page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
-        page.wait_for_selector('[data-layerscope-drawn^="backbone.layer4|"]', timeout=180_000)
+        page.wait_for_selector('[data-layerscope-rendered^="backbone.layer4|"]', timeout=180_000)
         page.wait_for_function(KERNEL_IDLE, timeout=180_000)
         out = run_cell(
             page,
@@ -91,7 +91,7 @@ def main() -> None:
             # Forget layer1 only: the other hooked modules stay captured, as in real use.
             run_cell(
                 page,
-                "explorer._capturer.clear_cache(); explorer._calls.clear(); "
+                "import layerscope as ls; ls.Capturer(explorer.model).clear_cache(); "
                 "explorer.activations; print('cleared')",
             )
             early.append(page.evaluate(CLICK_TO_DRAWN, "backbone.layer1"))
@@ -107,10 +107,21 @@ def main() -> None:
     results["  as a fraction of a full forward"] = f"{med / forward_ms:.3f}x"
     static = ROOT / "src" / "layerscope" / "static"
     results["JS bundle widget.js (MB)"] = round((static / "widget.js").stat().st_size / 1e6, 3)
+    results["HTML export of three hooked modules (MB)"] = round(export_mb(), 3)
     results["saved quickstart with widget state (MB)"] = round(saved_notebook_mb(), 3)
     print("DeepLabV3-ResNet50, 520 px, random weights, JupyterLab + Chromium (headless)")
     for k, v in results.items():
         print(f"{k:52s} {v}")
+
+
+def export_mb() -> float:
+    """``to_html`` of the quickstart's model with three hooked modules, at 520 px."""
+    from layerscope import Explorer
+
+    ex = Explorer(weights=None, hooked_modules=["backbone.layer1", "backbone.layer3",
+                                                 "backbone.layer4"])  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        return ex.to_html(Path(tmp) / "export.html").stat().st_size / 1e6
 
 
 def saved_notebook_mb() -> float:

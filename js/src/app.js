@@ -148,9 +148,11 @@ export function createApp({ model, el, plotly }) {
     schedule,
     theme: () => themeOf(el),
     react: (plot, fig) => {
-      plotly.react(plot, fig.data, fig.layout, CONFIG);
+      drawing.push(plotly.react(plot, fig.data, fig.layout, CONFIG));
     },
   };
+  /** @type {Promise<any>[]} the plots this frame asked plotly to draw */
+  let drawing = [];
 
   const tree = new TreeView(dom.body, {
     onToggle: (id) => {
@@ -183,9 +185,19 @@ export function createApp({ model, el, plotly }) {
     dirty.clear();
     bindPlotEvents();
     drawCount += 1;
-    // Tests and the benchmark wait for "module|channel|n": set once the views show that module.
+    // Tests and the benchmark wait for "module|channel|n": `layerscopeDrawn` once the views of
+    // that module are handed to plotly, `layerscopeRendered` once plotly has drawn them all and
+    // the next frame is painted.
+    const pending = drawing;
+    drawing = [];
     if (st.layer.kind !== "maps" || st.channelFits()) {
-      el.dataset.layerscopeDrawn = `${st.layer.module ?? ""}|${st.channel.channel ?? ""}|${drawCount}`;
+      const mark = `${st.layer.module ?? ""}|${st.channel.channel ?? ""}|${drawCount}`;
+      el.dataset.layerscopeDrawn = mark;
+      Promise.allSettled(pending).then(() =>
+        requestAnimationFrame(() => {
+          el.dataset.layerscopeRendered = mark;
+        }),
+      );
     }
   }
 
