@@ -126,7 +126,7 @@ class Capturer:
                 stacklevel=3,
             )
         store.budget_bytes, store.budget_set = int(value), True
-        store.pool.release(store.held_bytes - store.budget_bytes)
+        store.shrink()  # a lower budget holds from now on, not from the next capture
 
     @property
     def cached_bytes(self) -> int:

@@ -95,11 +95,23 @@ class BufferPool:
                 self._idle.setdefault(size, []).append(buf)
                 self.idle_bytes += size
 
-    def release(self, nbytes: int) -> None:
-        """Free idle buffers, largest first, until ``nbytes`` are freed or none is left."""
+    def reusable(self, sizes: list[int]) -> int:
+        """Bytes of ``sizes`` (one copy's buffers) that idle buffers of the same size can take:
+        memory that copy will not need anew."""
+        wanted: dict[int, int] = {}
+        for size in sizes:
+            wanted[size] = wanted.get(size, 0) + 1
+        return sum(size * min(n, len(self._idle.get(size, ()))) for size, n in wanted.items())
+
+    def release(self, nbytes: int, spare: list[int] | None = None) -> None:
+        """Free idle buffers, largest first, until ``nbytes`` are freed or none is left; keep
+        one idle buffer per entry of ``spare`` (the sizes the next copy will reuse)."""
+        keep: dict[int, int] = {}
+        for size in spare or ():
+            keep[size] = keep.get(size, 0) + 1
         for size in sorted(self._idle, reverse=True):
             bufs = self._idle[size]
-            while bufs and nbytes > 0:
+            while len(bufs) > keep.get(size, 0) and nbytes > 0:
                 bufs.pop()
                 self.idle_bytes -= size
                 nbytes -= size

@@ -119,8 +119,11 @@ class ActivationStore:
         """Decide precision and evictions for entries about to be filled, oldest first.
         ``items``: (key, bytes at full precision, bytes reduced) in execution order."""
         need = sum(full for _, full, _ in items)
-        report.evicted_cached += self._make_room(need, keep=protected)
-        room = self.budget_bytes - self.held_bytes
+        # Idle buffers are taken as reused (sizes repeat from one capture to the next);
+        # add_call checks each copy exactly, when memory is really taken.
+        fresh = max(0, need - self.pool.idle_bytes)
+        report.evicted_cached += self._make_room(fresh, keep=protected)
+        room = self.budget_bytes - self.used_bytes
         all_reduced = sum(reduced for _, _, reduced in items)
         for key, full, reduced in items:  # while even bfloat16 won't fit, the oldest are dropped
             if all_reduced <= room:
@@ -152,19 +155,20 @@ class ActivationStore:
         entry = self._entries[key]
         if entry.evicted:
             return
-        need = output_bytes(output, reduce=entry.reduced)
-        report.evicted_cached += self._make_room(need, keep=protected)
-        if self.held_bytes + need > self.budget_bytes and not entry.reduced:
+        pooled = storage is None or storage.type == "cpu"
+        need, sizes = self._needs(output, entry.reduced, pooled, storage)
+        report.evicted_cached += self._make_room(need, keep=protected, spare=sizes)
+        if not self._fits(need, sizes) and not entry.reduced:
             # Earlier calls of this module were stored at full precision; bring them down too.
             entry.reduced = True
             entry.calls = [self._copy(c, None, True, None) for c in entry.calls]
             self._release_buffers(entry)
             self.settle(key)
-            need = output_bytes(output, reduce=True)
+            need, sizes = self._needs(output, True, pooled, storage)
             report.reduced.append(key[1])
-        if self.held_bytes + need > self.budget_bytes:
-            report.evicted.extend(self._evict_running(need, among=protected - {key}))
-        if self.held_bytes + need > self.budget_bytes:
+        if not self._fits(need, sizes):
+            report.evicted.extend(self._evict_running(need, among=protected - {key}, spare=sizes))
+        if not self._fits(need, sizes):
             self._drop(key)
             self._entries[key] = _Entry(evicted=True)
             report.evicted.append(key[1])
@@ -175,17 +179,43 @@ class ActivationStore:
         report.peak_bytes = max(report.peak_bytes, self.held_bytes)
         self._entries.move_to_end(key)
 
+    def _needs(
+        self, output: Any, reduce: bool, pooled: bool, storage: torch.device | None
+    ) -> tuple[int, list[int]]:
+        """(bytes the copy takes, the sizes of the pooled buffers it takes them in)."""
+        need = output_bytes(output, reduce=reduce)
+        sizes = []
+        if pooled:
+            for t in iter_tensors(output):
+                if (storage or t.device).type != "cpu":
+                    continue
+                size = t.element_size()
+                if reduce and t.is_floating_point() and size > 2:
+                    size = 2
+                sizes.append(t.numel() * size)
+        return need, sizes
+
+    def _fits(self, need: int, spare: list[int] | None = None) -> bool:
+        """Whether a copy of ``need`` bytes fits; what idle buffers of its ``spare`` sizes
+        take is no new memory."""
+        fresh = need - (self.pool.reusable(spare) if spare else 0)
+        return self.held_bytes + fresh <= self.budget_bytes
+
     def put(self, key: EntryKey, value: Any, check: Hashable = None) -> bool:
         """Keep a derived result (Grad-CAM's gradients) under the same budget; False when it
         does not fit even after evicting every other entry (then nothing is kept)."""
         need = output_bytes(value, reduce=False)
         self._drop(key)
         self._make_room(need, keep=set())
-        if self.held_bytes + need > self.budget_bytes:
+        if not self._fits(need):
             return False
         self._entries[key] = _Entry(calls=[value], nbytes=need, complete=True, check=check)
         self._used += need
         return True
+
+    def shrink(self) -> None:
+        """Fit within the budget now: idle buffers first, then the least recently used."""
+        self._make_room(0, keep=set())
 
     def settle(self, key: EntryKey) -> None:
         """Recompute an entry's bytes from what it holds."""
@@ -257,31 +287,35 @@ class ActivationStore:
             entry.nbytes = 0
             self._release_buffers(entry)
 
-    def _make_room(self, need: int, keep: set[EntryKey]) -> int:
-        """Free idle buffers, then evict older entries, until ``need`` more bytes fit."""
-        over = self.held_bytes + need - self.budget_bytes
-        if over <= 0:
+    def _make_room(self, need: int, keep: set[EntryKey], spare: list[int] | None = None) -> int:
+        """Free idle buffers (but those of the ``spare`` sizes the copy reuses), then evict older
+        entries, until ``need`` more bytes fit."""
+        if self._fits(need, spare):
             return 0
-        self.pool.release(over)
+        self.pool.release(self._over(need, spare), spare)
         evicted = 0
         for key in list(self._entries):
-            if self.held_bytes + need <= self.budget_bytes:
+            if self._fits(need, spare):
                 break
             if key not in keep:
                 self._drop(key)
-                self.pool.release(self.held_bytes + need - self.budget_bytes)
+                self.pool.release(self._over(need, spare), spare)
                 evicted += 1
         return evicted
 
-    def _evict_running(self, need: int, among: set[EntryKey]) -> list[str]:
+    def _over(self, need: int, spare: list[int] | None) -> int:
+        fresh = need - (self.pool.reusable(spare) if spare else 0)
+        return self.held_bytes + fresh - self.budget_bytes
+
+    def _evict_running(self, need: int, among: set[EntryKey], spare: list[int]) -> list[str]:
         names = []
         for key in list(self._entries):
-            if self.held_bytes + need <= self.budget_bytes:
+            if self._fits(need, spare):
                 break
             entry = self._entries[key]
             if key in among and not entry.evicted and entry.calls:
                 self._drop(key)
-                self.pool.release(self.held_bytes + need - self.budget_bytes)
+                self.pool.release(self._over(need, spare), spare)
                 self._entries[key] = _Entry(evicted=True)
                 names.append(key[1])
         return names
