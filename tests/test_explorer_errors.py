@@ -197,17 +197,17 @@ def test_an_interrupt_in_a_step_leaves_the_explorer_usable(explorer, monkeypatch
 
     model = explorer.model
     snapshot = hook_snapshot(model)
-    original = Session.calls
+    original = Session.calls_of
 
-    def interrupted(self, name):
+    def interrupted(self, names, strict=True):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(Session, "calls", interrupted)
+    monkeypatch.setattr(Session, "calls_of", interrupted)
     with pytest.raises(KeyboardInterrupt):
         explorer.hooked_modules = ["backbone.layer4", "backbone.layer3"]
     assert explorer._status["state"] == "idle" and "interrupted" in explorer._error
     assert explorer._layer == {} and hook_snapshot(model) == snapshot
-    monkeypatch.setattr(Session, "calls", original)
+    monkeypatch.setattr(Session, "calls_of", original)
     explorer.selected_module = "backbone.layer3"
     assert explorer._layer["module"] == "backbone.layer3"
     # Interrupted inside Grad-CAM's backward.

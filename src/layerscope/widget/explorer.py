@@ -102,6 +102,7 @@ class Explorer(LayerScopeWidget):
         self._topk, self._bins = topk, bins
         self._selected: tuple[str, list[Any]] | None = None  # held: the budget's one exception
         self._hooked: list[str] = []
+        self._fresh: dict[str, list[Any]] = {}
         self._pending_image: Any = None
         model, preprocess, class_names, self._notice, self._title = resolve_model(
             model, weights=weights, device=device, preprocess=preprocess,
@@ -234,7 +235,8 @@ class Explorer(LayerScopeWidget):
                           notice=self._notice)  # fmt: skip
 
     def _module_view(self, name: str, **kw: Any) -> ViewState:
-        calls = self._last_calls = self._session.calls(name)
+        fresh = self._fresh.pop(name, None)
+        calls = self._last_calls = fresh if fresh is not None else self._session.calls(name)
         call = kw.get("call", 0)
         layout = self._session.layout(name, calls[call]) if calls else None
         return module_view(self._view, name, type(self._named[name]).__name__, calls,
@@ -385,8 +387,9 @@ class Explorer(LayerScopeWidget):
         names = list(self.hooked_modules)
         added = [n for n in names if n not in self._hooked]
         self._hooked = names
-        for name in added:  # captured before the views change, with progress shown
-            self._session.calls(name)
+        # Captured together (one forward), before the views change, with progress shown; the
+        # layer step takes the selected one's calls from here instead of asking the store again.
+        self._fresh = self._session.calls_of(added, strict=False) if added else {}
         pick = self.selected_module
         if not names:
             pick = ""
@@ -420,6 +423,7 @@ class Explorer(LayerScopeWidget):
                                  frame=self.selected_frame,
                                  channel=None if moved else self.selected_channel)  # fmt: skip
         self._selected = (name, self._last_calls)
+        self._fresh = {}  # nothing but the selected output is held past a click
         self._publish(view)
         self._steps.skip("channel")  # the channel came with the layer
         if view.channel is not None and view.channel["channel"] != self.selected_channel:

@@ -178,13 +178,19 @@ class Session:
     def calls(self, name: str) -> list[Any]:
         """Every call's output of one module: from the cache, else one early-stopped capture of
         that module alone."""
-        acts = self.capture([name], name)
-        if acts.memory is not None and name in acts.memory.evicted:
+        return self.calls_of([name])[name]
+
+    def calls_of(self, names: list[str], strict: bool = True) -> dict[str, list[Any]]:
+        """Every call's output of several modules, from one capture (one forward at most).
+        Modules the budget could not keep raise, or with ``strict=False`` are left out."""
+        acts = self.capture(names, ", ".join(names))
+        lost = [n for n in names if acts.memory is not None and n in acts.memory.evicted]
+        if lost and strict:
             raise LayerScopeError(
-                f"{name}'s output does not fit in the memory budget "
-                f"({acts.memory.budget_bytes:,} bytes) even in bfloat16: raise memory_budget"
+                f"{', '.join(lost)}: the output does not fit in the memory budget "
+                f"({acts.memory.budget_bytes:,} bytes) even in bfloat16: raise memory_budget"  # type: ignore[union-attr]
             )
-        return acts.calls(name)
+        return {n: acts.calls(n) for n in names if n not in lost}
 
     def holds(self, name: str) -> bool:
         """Whether the store still holds ``name``'s output for this image (a cached capture)."""
