@@ -112,3 +112,59 @@ def test_train_mode_capture_puts_batchnorm_statistics_back(image_batch):
     after = model.state_dict()
     for k, v in before.items():
         assert torch.equal(v, after[k]), k  # running_mean, running_var, num_batches_tracked
+
+
+def test_the_weights_check_covers_what_an_output_can_depend_on(fresh_deeplab, image_batch):
+    model = fresh_deeplab
+    name = "backbone.layer1.0.relu"  # runs three times: after bn1, after bn2, after the sum
+    ls.capture(model, image_batch, [name, ""], stop_early=False)
+    conv2 = model.backbone.layer1[0].conv2.weight  # finishes after relu's first call
+    head = model.classifier[4].weight  # runs long after layer1
+    saved = conv2.detach().clone(), head.detach().clone()
+    try:
+        head.data.mul_(3.0)  # cannot change layer1: no recapture needed
+        assert ls.capture(model, image_batch, [name]).from_cache == {name}
+        conv2.data.mul_(-1.0)  # changes relu's second and third calls
+        again = ls.capture(model, image_batch, [name])
+        assert not again.from_cache
+        ref = reference_capture(model, image_batch, [name])[name]
+        for ours, theirs in zip(again.calls(name), ref):
+            assert torch.equal(ours, theirs)
+    finally:
+        with torch.no_grad():
+            conv2.copy_(saved[0])
+            head.copy_(saved[1])
+
+
+class TiedHead(torch.nn.Module):
+    """Reads an embedding's weight directly; the embedding itself never runs as a module."""
+
+    def __init__(self, embed: torch.nn.Embedding) -> None:
+        super().__init__()
+        self.tied = [embed]  # not a submodule: only its weight is read
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h @ self.tied[0].weight.T
+
+
+class Tied(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(4, 8)
+        self.body = torch.nn.Linear(8, 8)
+        self.head = TiedHead(self.embed)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+def test_a_weight_read_directly_is_checked_too():
+    torch.manual_seed(0)
+    model = Tied().eval()
+    x = torch.randn(2, 8)
+    ls.capture(model, x, ["head"], stop_early=False)
+    assert ls.capture(model, x, ["head"]).from_cache == {"head"}
+    model.embed.weight.data[1] = 5.0
+    fresh = ls.capture(model, x, ["head"])
+    assert not fresh.from_cache
+    assert torch.equal(fresh["head"], model.body(x).detach() @ model.embed.weight.detach().T)

@@ -17,7 +17,9 @@ from .errors import CaptureError, UnknownModuleError, close_matches
 from .fingerprint import (
     input_digest,
     input_signature,
+    module_weights,
     structure_id,
+    tensor_digests,
     weights_fingerprint,
     weights_version,
 )
@@ -44,6 +46,7 @@ class _Learned:
     counts: dict[str, int] = field(default_factory=dict)
     shapes: dict[str, Any] = field(default_factory=dict)
     sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
+    finished: dict[str, tuple[int, int]] = field(default_factory=dict)  # (first, last) call end
 
 
 @dataclass
@@ -233,17 +236,17 @@ class Capturer:
         digest = input_digest(args) if cache and not train else None
         group: Hashable = (key, digest, weights_version(named)) if digest else object()
         keys = {n: (group, n) for n in wanted}
-        check = weights_fingerprint(named) if digest is not None else None
+        learned = self._state.learned.get(key)
+        checks = self._checks(named, wanted, learned) if digest is not None else {}
         hits = set()
         for n in wanted:
             if digest is None or store.lookup(keys[n]) is None:
                 continue
-            if store.check_of(keys[n]) == check:
+            if store.check_of(keys[n]) == checks[n]:
                 hits.add(n)
             else:  # the weights' values changed without their version counter moving
                 store.discard([keys[n]])
         todo = [n for n in wanted if n not in hits]
-        learned = self._state.learned.get(key)
 
         remaining: dict[str, int] | None = None
         if stop_early and learned is not None and "" not in todo:
@@ -251,7 +254,7 @@ class Capturer:
         output, completed, stopped = None, False, False
         try:
             for n in todo:
-                store.start(keys[n], check)
+                store.start(keys[n], checks.get(n))
             if learned is not None:  # sizes known: decide precision and evictions before copying
                 order = {n: i for i, n in enumerate(learned.counts)}
                 planned = sorted(todo, key=lambda n: order.get(n, len(order)))
@@ -263,6 +266,10 @@ class Capturer:
                 )
                 if new is not None:
                     self._state.learned[key] = new
+                    if digest is not None:  # checks by what each output depends on, now known
+                        checks = self._checks(named, todo, new)
+                        for n in todo:
+                            store.set_check(keys[n], checks[n])
         finally:  # also after an interrupt: open entries are closed or dropped, never left
             ran = completed or stopped or not (todo and (remaining is None or remaining))
             store.finish([keys[n] for n in todo], complete=ran)
@@ -284,6 +291,34 @@ class Capturer:
             from_cache=frozenset(hits & set(names)),
             memory=report,
         )
+
+    @staticmethod
+    def _checks(
+        named: dict[str, nn.Module], names: list[str], learned: _Learned | None
+    ) -> dict[str, Hashable]:
+        """For each module, a digest of the values of the weights its output can depend on:
+        those of the modules that ran before it finished (its ancestors included) and of the
+        modules that never run as modules (their weights may be read directly, like a tied
+        embedding's). All weights while the execution order is unknown, or for the whole
+        model. Hashed once for the union: an early module's check costs a fraction of all."""
+        done = learned.finished if learned is not None else None
+        never = {m for m in named if done is not None and m not in done}
+        relevant: dict[str, set[str] | None] = {}
+        for n in names:
+            if done is None or n == "" or n not in done:
+                relevant[n] = None
+                continue
+            last = done[n][1]  # a reused module: every call up to its last one
+            ancestors = {n.rsplit(".", i)[0] for i in range(1, n.count(".") + 1)} | {""}
+            before = {m for m, (first, _) in done.items() if first <= last}
+            relevant[n] = before | ancestors | never
+        union = (
+            None if any(r is None for r in relevant.values()) else set().union(*relevant.values())
+        )
+        digests = tensor_digests(module_weights(named, union))
+        return {
+            n: tuple(digests[id(t)] for t in module_weights(named, r)) for n, r in relevant.items()
+        }
 
     def _key(
         self, args: tuple[Any, ...], train: bool, named: dict[str, nn.Module] | None = None
@@ -325,6 +360,8 @@ class Capturer:
 
             return hook
 
+        clock = [0]
+
         def study(name: str) -> Callable[..., None]:
             def hook(_module: nn.Module, _args: Any, out: Any) -> None:
                 if name not in new.counts:
@@ -335,6 +372,9 @@ class Capturer:
                     reduced + output_bytes(out, True),
                 )
                 new.counts[name] = new.counts.get(name, 0) + 1
+                clock[0] += 1  # module calls finished so far
+                first = new.finished.get(name, (clock[0], 0))[0]
+                new.finished[name] = (first, clock[0])
 
             return hook
 

@@ -81,8 +81,8 @@ def topk_channels(
     """Indices of the ``k`` channels with the highest mean (or max) activation over their
     finite values, best first."""
     m = _f32(maps).flatten(1)
-    finite = torch.isfinite(m)
-    if bool(finite.all()):
+    finite = None if bool(torch.isfinite(m.sum())) else torch.isfinite(m)
+    if finite is None or bool(finite.all()):
         score = m.mean(dim=1) if by == "mean" else m.amax(dim=1)
     else:
         zeroed = torch.where(finite, m, torch.zeros((), device=m.device))
@@ -97,8 +97,10 @@ def topk_channels(
 def _finite(v: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
     """The finite values of a flat tensor and (NaN, +inf, -inf) counts; no copy when all are
     finite (the common case)."""
+    if bool(torch.isfinite(v.sum())):  # one cheap pass: NaN or inf anywhere makes the sum so
+        return v, (0, 0, 0)
     ok = torch.isfinite(v)
-    if bool(ok.all()):
+    if bool(ok.all()):  # only huge values overflowed the sum
         return v, (0, 0, 0)
     counts = torch.stack([torch.isnan(v).sum(), (v == math.inf).sum(), (v == -math.inf).sum()])
     nan, posinf, neginf = (int(c) for c in counts.cpu().tolist())

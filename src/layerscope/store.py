@@ -104,6 +104,11 @@ class ActivationStore:
         entry = self._entries.get(key)
         return entry.check if entry is not None else None
 
+    def set_check(self, key: EntryKey, check: Hashable) -> None:
+        entry = self._entries.get(key)
+        if entry is not None:
+            entry.check = check
+
     def start(self, key: EntryKey, check: Hashable = None) -> None:
         """Open an empty entry for a module about to be captured (drops any stale one)."""
         self._drop(key)

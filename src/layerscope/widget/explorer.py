@@ -97,7 +97,8 @@ class Explorer(LayerScopeWidget):
         self._steps = Steps(_ORDER, _AFTER, _CLEARS, run=lambda s: getattr(self, f"_step_{s}")(),
                             show=lambda text: setattr(self, "_error", text),
                             clear=self._clear,
-                            interrupted=lambda: self._set_status({"state": "idle"}))  # fmt: skip
+                            interrupted=lambda: self._set_status({"state": "idle"}),
+                            batch=self.hold_sync)  # fmt: skip
         self._quiet = False
         self._topk, self._bins = topk, bins
         self._selected: tuple[str, list[Any]] | None = None  # held: the budget's one exception
@@ -337,7 +338,15 @@ class Explorer(LayerScopeWidget):
             self._selected = None
 
     def _set_status(self, status: dict[str, Any]) -> None:
-        self._status = status
+        self._now("_status", status)
+
+    def _now(self, trait: str, value: Any) -> None:
+        """Set a trait and send it at once, also while a click's changes are held back to go
+        out as one message (progress, a placeholder while a capture runs)."""
+        setattr(self, trait, value)
+        if self._holding_sync:
+            self.send_state(trait)
+            self._states_to_send.discard(trait)
 
     def _options(self) -> ViewOptions:
         return ViewOptions(self.aggregate, self.colorscale, self.overlay, self.overlay_opacity,
@@ -415,9 +424,12 @@ class Explorer(LayerScopeWidget):
         if moved and (self.selected_call or self.selected_frame):
             with self._quietly():
                 self.selected_call, self.selected_frame = 0, 0
-        if not self._session.holds(name):  # a capture is coming: no old views meanwhile
+        if name not in self._fresh and not self._session.holds(name):
+            # A capture is coming: no old views meanwhile, and the widget says so at once.
             pending = {"module": name, "kind": "pending", "cls": "", "call": 0, "calls": 0}
-            self._publish(self._view.with_(layer=pending, channel=None, gradcam=None))
+            self._view = self._view.with_(layer=pending, channel=None, gradcam=None)  # type: ignore[arg-type]
+            for trait, value in (("_channel", {}), ("_gradcam", {}), ("_layer", pending)):
+                self._now(trait, value)
         self._selected = None
         view = self._module_view(name, call=self.selected_call,
                                  frame=self.selected_frame,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
 __all__ = ["Steps", "Unchanged"]
 
@@ -32,9 +33,11 @@ class Steps:
         show: Callable[[str], None],
         clear: Callable[[str], None],
         interrupted: Callable[[], None],
+        batch: Callable[[], AbstractContextManager[object]] = nullcontext,
     ) -> None:
         self.order, self.after, self.clears = order, after, clears
         self._run_step, self._show, self._clear, self._interrupted = run, show, clear, interrupted
+        self._batch = batch  # what a whole run's changes go out in (one message)
         self.errors: dict[str, str] = {}
         self.last_traceback = ""
         self._dirty: set[str] = set()
@@ -54,26 +57,30 @@ class Steps:
             return
         self._busy = True
         try:
-            while self._dirty:
-                step = min(self._dirty, key=self.order.index)
-                self._dirty.discard(step)
-                try:
-                    self._run_step(step)
-                except Unchanged as exc:
-                    self.last_traceback = traceback.format_exc()
-                    self.fail(step, str(exc), clear=False)
-                except KeyboardInterrupt:
-                    self._dirty.clear()
-                    self._interrupted()
-                    self.fail(step, "interrupted (KeyboardInterrupt): run the action again")
-                    raise
-                except Exception as exc:  # shown in the widget, not only in the kernel log
-                    self.last_traceback = traceback.format_exc()
-                    self.fail(step, f"{type(exc).__name__}: {exc}")
-                else:
-                    self.succeeded(step)
+            with self._batch():
+                self._loop()
         finally:
             self._busy = False
+
+    def _loop(self) -> None:
+        while self._dirty:
+            step = min(self._dirty, key=self.order.index)
+            self._dirty.discard(step)
+            try:
+                self._run_step(step)
+            except Unchanged as exc:
+                self.last_traceback = traceback.format_exc()
+                self.fail(step, str(exc), clear=False)
+            except KeyboardInterrupt:
+                self._dirty.clear()
+                self._interrupted()
+                self.fail(step, "interrupted (KeyboardInterrupt): run the action again")
+                raise
+            except Exception as exc:  # shown in the widget, not only in the kernel log
+                self.last_traceback = traceback.format_exc()
+                self.fail(step, f"{type(exc).__name__}: {exc}")
+            else:
+                self.succeeded(step)
 
     def succeeded(self, step: str) -> None:
         if self.errors.pop(step, None) is not None:
