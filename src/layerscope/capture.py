@@ -47,6 +47,7 @@ class _Learned:
     shapes: dict[str, Any] = field(default_factory=dict)
     sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
     finished: dict[str, tuple[int, int]] = field(default_factory=dict)  # (first, last) call end
+    started: dict[str, int] = field(default_factory=dict)  # first call's start, same clock
 
 
 @dataclass
@@ -149,6 +150,14 @@ class Capturer:
         """Calls per module in a complete forward on inputs shaped like ``inputs``, if learned."""
         learned = self._state.learned.get(self._key(as_args(inputs), train))
         return dict(learned.counts) if learned else None
+
+    def known_schedule(
+        self, inputs: Any, *, train: bool = False
+    ) -> tuple[dict[str, int], dict[str, tuple[int, int]]] | None:
+        """When each module first started and when its first and last calls finished, on one
+        clock, in a complete forward on inputs shaped like ``inputs``; None until one ran."""
+        learned = self._state.learned.get(self._key(as_args(inputs), train))
+        return (dict(learned.started), dict(learned.finished)) if learned else None
 
     def known_shapes(self, inputs: Any, *, train: bool = False) -> dict[str, Any] | None:
         """Each module's output structure (shapes) on inputs shaped like ``inputs``, if learned."""
@@ -372,9 +381,16 @@ class Capturer:
                     reduced + output_bytes(out, True),
                 )
                 new.counts[name] = new.counts.get(name, 0) + 1
-                clock[0] += 1  # module calls finished so far
+                clock[0] += 1
                 first = new.finished.get(name, (clock[0], 0))[0]
                 new.finished[name] = (first, clock[0])
+
+            return hook
+
+        def begin(name: str) -> Callable[..., None]:
+            def hook(_module: nn.Module, _args: Any) -> None:
+                clock[0] += 1  # module calls started or finished so far
+                new.started.setdefault(name, clock[0])
 
             return hook
 
@@ -389,6 +405,7 @@ class Capturer:
                     handles.extend(m.register_forward_hook(tick) for m in named.values())
                 if learn:
                     handles.extend(m.register_forward_hook(study(n)) for n, m in named.items())
+                    handles.extend(m.register_forward_pre_hook(begin(n)) for n, m in named.items())
                 handles.extend(named[n].register_forward_hook(keep(n)) for n in todo)
                 try:
                     output = self.model(*args)

@@ -1,0 +1,172 @@
+"""Channel importance: what each channel of a module's output does to a class score.
+
+For a class score S (as in Grad-CAM: the class's score summed over the pixels the unedited model
+predicts as that class; a classifier's logit) and every channel c of the module's output A:
+
+- ``estimate[c] = sum over positions of A_c * dS/dA_c``: the first-order drop of S when c is
+  zeroed, for all channels from one forward and one backward ("attribution patching");
+- ``exact[c] = S - S(with channel c zeroed)`` for the ``exact_top`` channels with the largest
+  estimates, run in batches through the part of the model after the module only (what finished
+  before it stands in from the cache, see :mod:`layerscope.intervene`)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .capture import Capturer, resolve_modules
+from .errors import CaptureError, LayerScopeError
+from .intervene import _storage, reusable_prefix, run_edited
+from .outputs import class_output
+from .safety import as_args, forward_failed, model_kept_as_found, prepare_inputs
+
+__all__ = ["ChannelImportance", "channel_importance"]
+
+
+@dataclass(frozen=True)
+class ChannelImportance:
+    """``estimate``: (C,) first-order drops of ``score``; ``order``: channels by estimate, largest
+    first; ``exact``: channel -> exact drop, for the channels measured."""
+
+    module: str
+    target_class: int
+    score: float
+    estimate: np.ndarray
+    order: np.ndarray
+    exact: dict[int, float]
+
+    @property
+    def rank_correlation(self) -> float:
+        """Spearman's rank correlation of estimate and exact over the channels measured."""
+        chans = list(self.exact)
+        if len(chans) < 2:
+            return math.nan
+        a = _ranks(np.array([self.estimate[c] for c in chans]))
+        b = _ranks(np.array([self.exact[c] for c in chans]))
+        a, b = a - a.mean(), b - b.mean()
+        den = math.sqrt(float((a * a).sum() * (b * b).sum()))
+        return float((a * b).sum() / den) if den else math.nan
+
+
+def _ranks(v: np.ndarray) -> np.ndarray:
+    order = np.argsort(v, kind="stable")
+    ranks = np.empty(len(v))
+    ranks[order] = np.arange(len(v))
+    for value in np.unique(v):  # ties share their mean rank
+        tied = v == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def _score(output: Any, cls: int, mask: torch.Tensor | None) -> torch.Tensor:
+    """The class score of every row: summed over ``mask`` for a class map, the logit else."""
+    found = class_output(output)
+    if found is None:
+        raise LayerScopeError(
+            "channel importance needs class scores: an (N, K) or (N, K, H, W) output "
+            "(a tensor, torchvision's 'out' or a Hugging Face 'logits')"
+        )
+    s = found.scores
+    if not 0 <= cls < s.shape[1]:
+        raise LayerScopeError(f"class {cls} is out of range: the model has {s.shape[1]} classes")
+    if s.dim() == 2:
+        return s[:, cls]
+    return (s[:, cls] * mask.to(s.device)).flatten(1).sum(1)  # type: ignore[union-attr]
+
+
+def channel_importance(
+    model: nn.Module,
+    inputs: Any,
+    module: str,
+    target_class: int,
+    *,
+    exact_top: int = 32,
+    call: int = 0,
+    batch: int = 8,
+) -> ChannelImportance:
+    """Estimate every channel's effect on ``target_class``'s score and measure the largest
+    ``exact_top`` exactly (``batch`` at a time)."""
+    named = dict(model.named_modules())
+    (name,) = resolve_modules(model, [module], named)
+    args = prepare_inputs(model, named, as_args(inputs))
+    kept: list[torch.Tensor] = []
+    seen = [0]
+
+    def hook(_m: nn.Module, _a: Any, out: Any) -> Any:
+        seen[0] += 1
+        if seen[0] - 1 != call:
+            return None
+        if not isinstance(out, torch.Tensor) or out.dim() not in (2, 4):
+            raise LayerScopeError(
+                f"{name}'s output has no channel dimension (dimension 1 of (N, C, H, W) or (N, C))"
+            )
+        kept.append(out)
+        return out.clone()  # in-place ops after the module cannot touch what is differentiated
+
+    handle = named[name].register_forward_hook(hook)
+    try:
+        with model_kept_as_found(model, train=False, grad=True):
+            try:
+                output = model(*args)
+            except LayerScopeError:
+                raise
+            except Exception as exc:
+                raise CaptureError(forward_failed(model, args, exc)) from exc
+            if not kept:
+                raise LayerScopeError(f"{name} ran {seen[0]} time(s): no call {call}")
+            found = class_output(output)
+            mask = None
+            if found is not None and found.scores.dim() == 4:
+                mask = found.scores[0].argmax(0) == target_class
+                if not bool(mask.any()):
+                    raise LayerScopeError(
+                        f"no pixel is predicted as class {target_class}: pick a class present"
+                    )
+            score = _score(output, target_class, mask)[0]
+            (gradient,) = torch.autograd.grad(score, kept[0])
+    finally:
+        handle.remove()
+    a, g = kept[0].detach()[0], gradient.detach()[0]
+    estimate = (a * g).reshape(a.shape[0], -1).sum(1).float().cpu().numpy()
+    order = np.argsort(-estimate, kind="stable")
+    top = [int(c) for c in order[: max(0, min(exact_top, len(order)))]]
+    exact = _exact(model, named, args, inputs, name, call, top, target_class, mask, batch)
+    base = float(score.detach())
+    return ChannelImportance(name, target_class, base, estimate, order,
+                             {c: base - v for c, v in exact.items()})  # fmt: skip
+
+
+def _exact(model: nn.Module, named: dict[str, nn.Module], args: tuple[Any, ...], inputs: Any,
+           name: str, call: int, channels: list[int], cls: int, mask: torch.Tensor | None,
+           batch: int) -> dict[int, float]:  # fmt: skip
+    """S with each channel zeroed, ``batch`` channels per forward through the suffix."""
+    cap = Capturer(model, storage=_storage(model))
+    if cap.known_schedule(inputs) is None:
+        cap.capture(inputs, [""], stop_early=False)  # learns the order
+    replay = reusable_prefix(cap, inputs, [name])
+    scores: dict[int, float] = {}
+    for start in range(0, len(channels), max(1, batch)):
+        chunk = channels[start : start + max(1, batch)]
+
+        def zero(index: int, out: Any, chunk: list[int] = chunk) -> Any:
+            if index != call:
+                return out
+            edited = out.expand(len(chunk), *out.shape[1:]).clone()
+            edited[torch.arange(len(chunk)), chunk] = 0
+            return edited
+
+        try:
+            output, _ = run_edited(model, named, args, {name: zero}, replay, [], batch=len(chunk))
+        except CaptureError as exc:  # an in-place write on what stands in: run it all instead
+            if "memory location" not in str(exc):
+                raise
+            output, _ = run_edited(model, named, args, {name: zero}, {}, [], batch=len(chunk))
+        with torch.no_grad():
+            values = _score(output, cls, mask).float().cpu().tolist()
+        scores.update(zip(chunk, values))
+    return scores

@@ -1,0 +1,228 @@
+"""Interventions: edit module outputs and watch what the model makes of it.
+
+>>> res = layerscope.intervene(model, x, {"backbone.layer4": layerscope.Ablate([3, 7])},
+...                            capture=["classifier"])
+>>> res.output, res.baseline, res["classifier"]
+
+The edited forward reuses what the edit cannot change: the modules that finished before the first
+edited module started stand in with their cached outputs (LayerScope's cache: the first call
+captures them, once) for the length of the run, so an edit at ``backbone.layer4`` of DeepLabV3
+runs only layer4, the heads and the upsampling. The edits are forward hooks. The model is left as
+it was found (hooks, its modules' forward methods, train/eval modes, grad mode), also when an edit
+raises."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .activations import Activations
+from .capture import Capturer, resolve_modules
+from .edits import Edit, Patch, apply_edit, edit_call
+from .errors import CaptureError, LayerScopeError
+from .nested import iter_tensors, map_tensors
+from .safety import as_args, forward_failed, model_kept_as_found, prepare_inputs
+
+__all__ = ["Intervention", "intervene", "reusable_prefix", "run_edited"]
+
+EditFn = Callable[[int, Any], Any]  # (call index, output) -> edited output, or the output itself
+
+
+@dataclass
+class Intervention(Mapping[str, Any]):
+    """``output``: the model's output with the edits; ``baseline``: without them (from the
+    cache where possible); ``res[name]`` / ``captures``: what ``capture=`` modules produced under
+    the edits (``baseline_captures``: without). ``reused``: modules whose cached outputs stood
+    in (they did not run)."""
+
+    output: Any
+    baseline: Any
+    captures: Activations
+    baseline_captures: Activations
+    reused: list[str] = field(default_factory=list)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.captures[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.captures)
+
+    def __len__(self) -> int:
+        return len(self.captures)
+
+
+def _storage(model: nn.Module) -> str | None:
+    on_gpu = any(p.device.type != "cpu" for p in model.parameters())
+    return None if on_gpu else "cpu"  # on a GPU, what stands in stays on the GPU
+
+
+def intervene(
+    model: nn.Module,
+    inputs: Any,
+    edits: Mapping[str, Edit],
+    *,
+    capture: Iterable[str] = (),
+    reuse: bool = True,
+) -> Intervention:
+    """Run ``model`` on ``inputs`` with module outputs edited.
+
+    ``edits``: module name -> :class:`~layerscope.Ablate`, :class:`~layerscope.Scale`,
+    :class:`~layerscope.Patch` or a function ``output -> output`` (several modules at once). A
+    reused module is edited on every call unless the edit names a ``call``. ``capture``: modules
+    whose outputs to return, taken under the edits. ``reuse``: let the modules that finished
+    before the first edit stand in with their cached outputs (the result is the same; False runs
+    everything)."""
+    if not edits:
+        raise LayerScopeError("no edits: pass {module name: Ablate([...]) or another edit}")
+    named = dict(model.named_modules())
+    edited = resolve_modules(model, list(edits), named)
+    wanted = resolve_modules(model, list(capture), named) if capture else []
+    cap = Capturer(model, storage=_storage(model))
+    base = cap.capture(inputs, ["", *wanted], stop_early=False)
+    patches = {
+        n: cap.capture(e.other_inputs, [n], stop_early=False).calls(n)
+        for n, e in edits.items()
+        if isinstance(e, Patch)
+    }
+
+    def fn(name: str, edit: Edit) -> EditFn:
+        only = edit_call(edit)
+
+        def apply(index: int, out: Any) -> Any:
+            if only is not None and index != only:
+                return out
+            patch = patches[name][index] if name in patches and index < len(patches[name]) else None
+            return apply_edit(name, edit, out, patch)
+
+        return apply
+
+    functions = {n: fn(n, edits[n]) for n in edited}
+    replay = reusable_prefix(cap, inputs, edited) if reuse else {}
+    args = prepare_inputs(model, named, as_args(inputs))
+    output, calls = run_edited(model, named, args, functions, replay, wanted)
+    for name in edited:
+        only = edit_call(edits[name])
+        if only is not None and only >= calls["__edited__"].get(name, 0):
+            raise LayerScopeError(
+                f"{name} ran {calls['__edited__'].get(name, 0)} time(s): no call {only}"
+            )
+    captured = Activations({n: calls[n] for n in wanted}, requested=wanted, output=output)
+    return Intervention(output, base.output, captured, base, sorted(replay))
+
+
+def reusable_prefix(cap: Capturer, inputs: Any, edited: list[str]) -> dict[str, list[Any]]:
+    """The outputs of the modules that finished before the first of ``edited`` started (the
+    outermost such modules), from the cache: what an edited forward need not compute. Empty
+    when the order is not known yet or the budget kept them in a lower precision."""
+    schedule = cap.known_schedule(inputs)
+    if schedule is None:
+        return {}
+    started, finished = schedule
+    first = min(started.get(e, 0) for e in edited)
+    done = {m for m, (_, last) in finished.items() if m and last < first}
+    outer = [m for m in done if not any(a in done for a in _ancestors(m))]
+    if not outer:
+        return {}
+    acts = cap.capture(inputs, outer)
+    kept = {n: acts.calls(n) for n in outer}
+    dtype = next((p.dtype for p in cap.model.parameters() if p.is_floating_point()), None)
+    for calls in kept.values():
+        for t in iter_tensors(calls):
+            if not calls or (t.is_floating_point() and dtype is not None and t.dtype != dtype):
+                return {}  # evicted or kept in bfloat16 by the budget: run them instead
+    return kept if all(kept.values()) else {}
+
+
+def _ancestors(name: str) -> list[str]:
+    parts = name.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
+
+
+class _StandIn:
+    """Stands in for a module's forward: its cached outputs, call after call, on the model's
+    device, ``batch`` rows (a view of one row, so an in-place write fails instead of spoiling
+    the cache; a copy for one row)."""
+
+    def __init__(self, calls: list[Any], device: torch.device | None, batch: int) -> None:
+        self.calls, self.device, self.batch, self.index = calls, device, batch, 0
+
+    def __call__(self, *_args: Any, **_kwargs: Any) -> Any:
+        out = self.calls[min(self.index, len(self.calls) - 1)]
+        self.index += 1
+
+        def one(t: torch.Tensor) -> torch.Tensor:
+            t = t.to(self.device) if self.device is not None else t
+            if self.batch > 1 and t.dim() and t.shape[0] == 1:
+                return t.expand(self.batch, *t.shape[1:])
+            return t.clone()
+
+        return map_tensors(out, one)
+
+
+def run_edited(
+    model: nn.Module,
+    named: dict[str, nn.Module],
+    args: tuple[Any, ...],
+    edits: Mapping[str, EditFn],
+    replay: Mapping[str, list[Any]],
+    capture: list[str],
+    *,
+    batch: int = 1,
+    grad: bool = False,
+) -> tuple[Any, dict[str, Any]]:
+    """One forward with ``edits`` applied (forward hooks) and ``replay`` modules standing in
+    with their cached outputs; returns (output, {name: captured calls, "__edited__": calls per
+    edited module}). ``batch`` > 1 runs that many rows (the inputs and what stands in are
+    broadcast). Everything installed is removed and the model restored, whatever happens."""
+    device = next((p.device for p in model.parameters()), None)
+    counts: dict[str, int] = {}
+    captured: dict[str, list[Any]] = {n: [] for n in capture}
+    handles: list[torch.utils.hooks.RemovableHandle] = []
+    swapped: list[tuple[nn.Module, Any]] = []
+    missing = object()
+
+    def edit_hook(name: str, fn: EditFn) -> Callable[..., Any]:
+        def hook(_m: nn.Module, _a: Any, out: Any) -> Any:
+            index = counts.get(name, 0)
+            counts[name] = index + 1
+            return fn(index, out)
+
+        return hook
+
+    def keep(name: str) -> Callable[..., None]:
+        def hook(_m: nn.Module, _a: Any, out: Any) -> None:
+            captured[name].append(map_tensors(out, lambda t: t.detach().to("cpu", copy=True)))
+
+        return hook
+
+    if batch > 1:
+        args = map_tensors(args, lambda t: t.expand(batch, *t.shape[1:]) if t.shape[0] == 1 else t)
+    try:
+        with model_kept_as_found(model, train=False, grad=grad):
+            for name, calls in replay.items():
+                module = named[name]
+                swapped.append((module, module.__dict__.get("forward", missing)))
+                module.forward = _StandIn(calls, device, batch)  # type: ignore[method-assign]
+            handles.extend(
+                named[n].register_forward_hook(edit_hook(n, f)) for n, f in edits.items()
+            )
+            handles.extend(named[n].register_forward_hook(keep(n)) for n in capture)
+            try:
+                output = model(*args)
+            except LayerScopeError:
+                raise
+            except Exception as exc:
+                raise CaptureError(forward_failed(model, args, exc)) from exc
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, original in swapped:
+            if original is missing:
+                del module.forward
+            else:
+                module.forward = original  # type: ignore[method-assign]
+    return output, {**captured, "__edited__": counts}
