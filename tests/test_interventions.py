@@ -201,3 +201,68 @@ def test_channel_importance_of_a_classifier_logit():
     for c, drop in imp.exact.items():
         out, _ = by_hand(net, x, {"layer4": zero([c])})
         assert drop == pytest.approx(float(logit - out[0, 7]), rel=1e-4, abs=1e-4)
+
+
+def test_the_explorer_shows_an_ablation_against_a_hand_computation(tmp_path):
+    import torch.nn.functional as F
+    import traitlets
+
+    from layerscope.models import load_preset
+
+    preset = load_preset("deeplabv3_resnet50", weights=None)
+    ex = ls.Explorer(
+        preset.model,
+        "astronaut",
+        preprocess=preset.preprocess.with_size(96),
+        class_names=preset.class_names,
+        hooked_modules=["backbone.layer4"],
+    )
+    chans = list(range(0, 2048, 3))
+    ex.ablations = {"backbone.layer4": chans}
+    a = ex._ablation
+    assert ex.errors == {} and a["kind"] == "segmentation"
+    # By hand: hooks zero the channels, the class maps are upsampled to the input and compared.
+    out, _ = by_hand(ex.model, ex.inputs, {"backbone.layer4": zero(chans)})
+    with torch.no_grad():
+        base = ex.model(ex.inputs)["out"]
+    size = tuple(ex.inputs.shape[-2:])
+    up = lambda s: F.interpolate(s, size=size, mode="bilinear", align_corners=False)[0].argmax(0)  # noqa: E731
+    before, after = up(base), up(out["out"])
+    assert a["changed_pixels"] == int((before != after).sum()) > 0
+    shares = {e["index"]: (e["before"], e["after"]) for e in a["shares"]}
+    for c in range(21):
+        b, f = float((before == c).float().mean()), float((after == c).float().mean())
+        assert shares.get(c, (0.0, 0.0)) == pytest.approx((b, f), abs=1e-6)
+    assert ex.figure("ablation").layout.images[-1].source.startswith("data:image/png")
+    assert "With channels ablated" in ex.to_html(tmp_path / "r.html").read_text()
+    # Refused, from Python and from the browser: unknown module, no channels, out of range.
+    with pytest.raises(traitlets.TraitError, match="did you mean 'backbone.layer4'"):
+        ex.ablations = {"layer4": [1]}
+    with pytest.raises(traitlets.TraitError, match="no channel dimension"):
+        ex.ablations = {"backbone": [1]}
+    ex.set_state({"ablations": {"backbone.layer4": [5000]}})
+    assert "out of range: backbone.layer4 has 2048" in ex._error and ex._ablation == a
+    ex.ablations = {}
+    assert ex._ablation == {} and ex.view.ablation is None
+
+
+def test_the_explorer_ranks_channels_and_ablates_a_classifier_logit():
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18().eval()
+    ex = ls.Explorer(
+        net,
+        "astronaut",
+        preprocess=ls.Preprocess(resize=(64, 64)),
+        class_names=[f"c{i}" for i in range(1000)],
+        hooked_modules=["layer4"],
+    )
+    top = ex._prediction["top_index"][0]
+    ex.ablations = {"fc": [top]}
+    scores = {e["index"]: e for e in ex._ablation["scores"]}
+    assert scores[top]["after"] == 0.0 and scores[top]["before"] != 0.0  # the logit set to zero
+    ex.show_importance = True
+    imp = ex._importance
+    direct = ls.channel_importance(net, ex.inputs, "layer4", top, exact_top=16)
+    assert imp["module"] == "layer4" and imp["channels"][:8] == [int(c) for c in direct.order[:8]]
+    assert imp["exact"][0] == pytest.approx(direct.exact[imp["channels"][0]], rel=1e-5)
+    assert ex.figure("importance").data[0].x[0] == f"#{imp['channels'][0]}"

@@ -76,10 +76,17 @@ def test_every_payload_the_explorer_sends_has_its_declared_shape():
             _check(ex._layer["stats"], "StatsPayload")
     ex.overlay = "gradcam"
     _check(ex._gradcam, "GradcamPayload")
+    ex.hooked_modules = ["backbone.4"]
+    ex.ablations = {"backbone.4": [0, 1, 2]}
+    _check(ex._ablation, "AblationPayload")
+    ex.show_importance = True
+    _check(ex._importance, "ImportancePayload")
     for node in ex._tree:
         _check(node, "TreeNode")
     resnet = Explorer("resnet18", weights=None, hooked_modules=["fc"])
     _check(resnet._prediction, "PredictionPayload")
+    resnet.ablations = {"fc": [resnet._prediction["top_index"][0]]}
+    _check(resnet._ablation, "AblationPayload")
 
 
 def _js_fields(typedef: str) -> set[str]:
@@ -98,7 +105,8 @@ def _js_fields(typedef: str) -> set[str]:
     ["ImagePayload", "GeometryPayload", "StatsPayload", "HistogramPayload", "FieldPayload",
      "LayoutPayload", "ChannelPayload", "LegendEntry", "SegmentationPayload",
      "ClassScorePayload", "PredictionPayload", "GradcamPayload", "StatusPayload", "TreeNode",
-     "UploadPayload", "ArrayPayload"],
+     "UploadPayload", "ArrayPayload", "ShareEntry", "TransitionEntry", "ScoreEntry",
+     "AblationPayload", "ImportancePayload"],
 )  # fmt: skip
 def test_the_js_twin_declares_the_same_fields(name):
     keys, _ = _declared(name)

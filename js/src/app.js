@@ -47,6 +47,10 @@ const AFFECTS = {
   _prediction: ["segmentation", "toolbar"],
   selected_frame: ["toolbar"],
   selected_class: ["segmentation"],
+  _ablation: ["image", "segmentation", "toolbar"],
+  ablations: ["toolbar", "grid"],
+  _importance: ["importance", "layout"],
+  show_importance: ["toolbar"],
 };
 
 /**
@@ -89,6 +93,7 @@ function buildDom() {
     histPlot: h("div", "layerscope-plot layerscope-plot-histogram"),
     gradPlot: h("div", "layerscope-plot layerscope-plot-gradient"),
     scorePlot: h("div", "layerscope-plot layerscope-plot-score"),
+    importancePlot: h("div", "layerscope-plot layerscope-plot-importance"),
     gridBox: h("div", "layerscope-panel layerscope-grid-panel"),
     statsBox: h("div", "layerscope-panel layerscope-stats-panel"),
     valuesBox: h("div", "layerscope-panel layerscope-values"),
@@ -108,6 +113,7 @@ function buildDom() {
     dom.valuesBox,
     dom.segBox,
     dom.scorePlot,
+    dom.importancePlot,
   );
   dom.views.append(dom.chips, dom.toolbar, dom.emptyHint, dom.panels);
   return dom;
@@ -121,7 +127,15 @@ export function createApp({ model, el, plotly }) {
   const dom = buildDom();
   el.append(dom.root);
   const st = new ViewState(model);
-  const plots = [dom.imagePlot, dom.channelPlot, dom.aggregatePlot, dom.histPlot, dom.gradPlot, dom.scorePlot];
+  const plots = [
+    dom.imagePlot,
+    dom.channelPlot,
+    dom.aggregatePlot,
+    dom.histPlot,
+    dom.gradPlot,
+    dom.scorePlot,
+    dom.importancePlot,
+  ];
 
   /** @param {keyof import("./schema.js").WidgetState} name @param {any} value */
   function set(name, value) {
@@ -177,6 +191,7 @@ export function createApp({ model, el, plotly }) {
     gradient: () => panels.drawGradient(ctx),
     values: () => panels.drawValues(ctx),
     segmentation: () => panels.drawSegmentation(ctx),
+    importance: () => panels.drawImportance(ctx),
   };
 
   function render() {
@@ -251,6 +266,11 @@ export function createApp({ model, el, plotly }) {
     schedule(["toolbar", "image"]);
   };
   const onUnhover = () => linkCell(null);
+  /** A bar of the channel-importance view selects its channel. @param {any} ev */
+  const onImportanceClick = (ev) => {
+    const p = pointOf(ev);
+    if (p && p.customdata !== undefined) set("selected_channel", Number(p.customdata));
+  };
   /** @type {Array<[HTMLElement, string, (ev: any) => void]>} */
   const plotEvents = [
     [dom.channelPlot, "plotly_hover", onMapHover],
@@ -261,6 +281,7 @@ export function createApp({ model, el, plotly }) {
     [dom.imagePlot, "plotly_click", (ev) => onImagePoint(ev, true)],
     [dom.imagePlot, "plotly_unhover", onUnhover],
     [dom.imagePlot, "plotly_selected", onImageSelected],
+    [dom.importancePlot, "plotly_click", onImportanceClick],
   ];
   // Plotly attaches `.on` to a plot element on its first draw.
   function bindPlotEvents() {
@@ -296,6 +317,7 @@ export function createApp({ model, el, plotly }) {
     _segmentation: () => st.readImage(),
     _image: () => st.readImage(),
     _gradcam: () => st.readGradcam(),
+    _ablation: () => st.readAblation(),
   };
   /** @type {Array<[string, () => void]>} */
   const handlers = Object.entries(AFFECTS).map(([trait, parts]) => [

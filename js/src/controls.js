@@ -67,10 +67,11 @@ export function slider(label, o, onChange) {
 }
 
 /**
- * The top-k channel tiles as canvases coloured with the heatmaps' scale; click selects.
+ * The top-k channel tiles as canvases coloured with the heatmaps' scale; click selects,
+ * shift-click ablates (marked with a cross).
  * @param {{tiles: {values: Uint8Array | Float32Array | Int32Array, shape: number[]}, topk: number[],
  *   tileMin: number[], tileMax: number[], selected: number, colorscale: string,
- *   onPick: (channel: number) => void}} o
+ *   ablated?: number[], onPick: (channel: number) => void, onAblate?: (channel: number) => void}} o
  * @returns {HTMLElement}
  */
 export function channelGrid(o) {
@@ -82,6 +83,7 @@ export function channelGrid(o) {
     tile.title = `channel ${o.topk[i]}: ${o.tileMin[i].toPrecision(3)} … ${o.tileMax[i].toPrecision(3)}`;
     tile.dataset.channel = String(o.topk[i]);
     if (o.topk[i] === o.selected) tile.classList.add("layerscope-tile-selected");
+    if (o.ablated?.includes(o.topk[i])) tile.classList.add("layerscope-tile-ablated");
     const canvas = /** @type {HTMLCanvasElement} */ (h("canvas"));
     canvas.width = tw;
     canvas.height = th;
@@ -99,7 +101,8 @@ export function channelGrid(o) {
       ctx.putImageData(img, 0, 0);
     }
     tile.append(canvas, h("span", "layerscope-tile-label", `#${o.topk[i]}`));
-    tile.addEventListener("click", () => o.onPick(o.topk[i]));
+    // Shift-click ablates (sets to zero) the channel; a click selects it.
+    tile.addEventListener("click", (ev) => (ev.shiftKey && o.onAblate ? o.onAblate(o.topk[i]) : o.onPick(o.topk[i])));
     grid.append(tile);
   }
   return grid;
@@ -119,7 +122,8 @@ export function classLegend(legend, selected, onPick) {
     if (entry.index === selected) item.classList.add("layerscope-legend-selected");
     const swatch = h("span", "layerscope-swatch");
     swatch.style.background = entry.color;
-    item.append(swatch, h("span", undefined, `${entry.name} ${(entry.fraction * 100).toFixed(1)}%`));
+    const share = Number.isFinite(entry.fraction) ? ` ${(entry.fraction * 100).toFixed(1)}%` : "";
+    item.append(swatch, h("span", undefined, `${entry.name}${share}`));
     item.dataset.index = String(entry.index);
     item.addEventListener("click", () => onPick(entry.index));
     list.append(item);

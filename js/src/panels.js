@@ -5,7 +5,7 @@ import { AGGREGATE_LABELS } from "./contract.js";
 import { channelGrid, classLegend, h, statsTable } from "./controls.js";
 import { rows } from "./decode.js";
 import { overlayPlacement } from "./geometry.js";
-import { barFigure, heatmapFigure, histogramFigure, imageFigure } from "./views.js";
+import { barFigure, heatmapFigure, histogramFigure, imageFigure, importanceFigure } from "./views.js";
 
 /** @typedef {import("./context.js").Context} Context */
 
@@ -30,8 +30,10 @@ export function drawImage({ model, st, dom, react, theme }) {
           name: ov.name,
         }
       : null,
-    maskUrl: mode === "mask" || (!ov && st.maskUrl) ? st.maskUrl : null,
+    // With channels ablated, the mask is the edited prediction and the changed pixels stand out.
+    maskUrl: mode === "mask" || (!ov && st.maskUrl) ? st.editedMaskUrl || st.maskUrl : null,
     maskOpacity: model.get("overlay_opacity"),
+    highlightUrl: st.changedUrl || null,
     boxes: st.imageBoxes(),
   });
   const region = /** @type {number[]} */ (model.get("gradcam_region"));
@@ -64,6 +66,8 @@ export function drawLayout({ model, st, dom }) {
   );
   dom.histPlot.hidden = !layer.histogram;
   dom.statsBox.hidden = !layer.stats;
+  const imp = model.get("_importance") || {};
+  dom.importancePlot.hidden = !(model.get("show_importance") && imp.module === layer.module);
   dom.emptyHint.hidden = (model.get("hooked_modules") || []).length > 0;
   if (layer.kind === "never-called") {
     dom.emptyHint.hidden = false;
@@ -127,8 +131,25 @@ export function drawAggregate({ model, st, dom, react, theme }) {
   );
 }
 
+/**
+ * Toggle one channel of the selected module in the `ablations` trait.
+ * @param {Context} ctx
+ * @param {number} channel
+ */
+export function toggleAblation({ model, set }, channel) {
+  const module = model.get("selected_module");
+  const all = { ...(model.get("ablations") || {}) };
+  const mine = new Set(all[module] || []);
+  if (mine.has(channel)) mine.delete(channel);
+  else mine.add(channel);
+  if (mine.size) all[module] = [...mine].sort((a, b) => a - b);
+  else delete all[module];
+  set("ablations", all);
+}
+
 /** @param {Context} ctx */
-export function drawGrid({ model, st, dom, set }) {
+export function drawGrid(ctx) {
+  const { model, st, dom, set } = ctx;
   const layer = st.layer;
   if (layer.kind !== "maps") return;
   dom.gridBox.replaceChildren(
@@ -140,7 +161,9 @@ export function drawGrid({ model, st, dom, set }) {
       tileMax: layer.tile_max,
       selected: model.get("selected_channel"),
       colorscale: model.get("colorscale"),
+      ablated: (model.get("ablations") || {})[layer.module] || [],
       onPick: (c) => set("selected_channel", c),
+      onAblate: (c) => toggleAblation(ctx, c),
     }),
   );
 }
@@ -253,6 +276,19 @@ export function drawSegmentation({ model, st, dom, set, react, theme }) {
   const pred = model.get("_prediction") || {};
   dom.segBox.hidden = !seg.legend && !pred.top_index;
   dom.scorePlot.hidden = !st.scoreMap;
+  if (!seg.legend && pred.top_index && st.ablation.kind === "classification" && st.ablation.scores) {
+    const entries = st.ablation.scores.map((e) => ({
+      index: e.index,
+      name: `${e.label} ${e.before.toPrecision(3)} → ${e.after.toPrecision(3)}`,
+      color: "#e45756",
+      fraction: Number.NaN,
+    }));
+    dom.segBox.replaceChildren(
+      h("div", "layerscope-panel-title", "Top scores with channels ablated (before → after)"),
+      classLegend(entries, model.get("selected_class"), (i) => set("selected_class", i)),
+    );
+    return;
+  }
   if (!seg.legend && pred.top_index) {
     const entries = pred.top_index.map((i, k) => ({
       index: i,
@@ -268,10 +304,35 @@ export function drawSegmentation({ model, st, dom, set, react, theme }) {
   }
   if (!seg.legend) return;
   const score = model.get("_class_score") || {};
-  dom.segBox.replaceChildren(
-    h("div", "layerscope-panel-title", "Predicted classes (click for the score map)"),
-    classLegend(seg.legend, score.class ?? -1, (i) => set("selected_class", i)),
-  );
+  const ab = st.ablation;
+  if (ab.kind === "segmentation" && ab.shares) {
+    const n = Object.values(ab.ablations || {}).reduce((a, v) => a + v.length, 0);
+    const pct = (/** @type {number} */ f) => `${(f * 100).toFixed(1)}%`;
+    const entries = ab.shares.map((e) => ({
+      index: e.index,
+      name: `${e.name} ${pct(e.before)} →`,
+      color: e.color,
+      fraction: e.after,
+    }));
+    const names = Object.fromEntries((seg.classes || []).map((c, i) => [i, c]));
+    const moves = (ab.transitions || [])
+      .map((t) => `${names[t.before]} → ${names[t.after]}: ${t.pixels} px`)
+      .join(" · ");
+    dom.segBox.replaceChildren(
+      h(
+        "div",
+        "layerscope-panel-title",
+        `With ${n} channel(s) ablated: ${pct(ab.changed_fraction ?? 0)} of pixels changed class (highlighted on the photo)`,
+      ),
+      classLegend(entries, score.class ?? -1, (i) => set("selected_class", i)),
+      h("div", "layerscope-muted layerscope-transitions", moves),
+    );
+  } else {
+    dom.segBox.replaceChildren(
+      h("div", "layerscope-panel-title", "Predicted classes (click for the score map)"),
+      classLegend(seg.legend, score.class ?? -1, (i) => set("selected_class", i)),
+    );
+  }
   if (st.scoreMap) {
     react(
       dom.scorePlot,
@@ -285,4 +346,25 @@ export function drawSegmentation({ model, st, dom, set, react, theme }) {
       }),
     );
   }
+}
+
+/** The selected module's channels by their effect on the class score. @param {Context} ctx */
+export function drawImportance({ model, dom, react, theme }) {
+  const imp = model.get("_importance") || {};
+  if (dom.importancePlot.hidden || !imp.channels) return;
+  const rho =
+    imp.rank_correlation === null || imp.rank_correlation === undefined
+      ? ""
+      : ` · rank correlation ${imp.rank_correlation.toFixed(2)}`;
+  react(
+    dom.importancePlot,
+    importanceFigure({
+      channels: imp.channels,
+      estimate: imp.estimate || [],
+      exact: imp.exact || [],
+      selected: model.get("selected_channel"),
+      title: `${imp.module} · drop of the ${imp.name} score when a channel is zeroed${rho} (click a bar)`,
+      theme: theme(),
+    }),
+  );
 }

@@ -41,6 +41,15 @@
  * @typedef {{module: string, class: number, name: string, map: ArrayPayload,
  *   map_size: number[], map_pool: number, histogram: HistogramPayload, stats: StatsPayload,
  *   score: number, pixels: number}} GradcamPayload
+ * @typedef {{index: number, name: string, color: string, before: number, after: number}} ShareEntry
+ * @typedef {{before: number, after: number, pixels: number}} TransitionEntry
+ * @typedef {{index: number, label: string, before: number, after: number}} ScoreEntry
+ * @typedef {{ablations: Record<string, number[]>, kind?: "segmentation" | "classification",
+ *   mask_png?: Binary, changed_png?: Binary, changed_pixels?: number, changed_fraction?: number,
+ *   shares?: ShareEntry[], transitions?: TransitionEntry[], scores?: ScoreEntry[]}} AblationPayload
+ * @typedef {{module: string, call: number, target: number, name: string, score: number,
+ *   channels: number[], estimate: number[], exact: Array<number | null>,
+ *   rank_correlation: number | null}} ImportancePayload
  * @typedef {{state: "idle" | "running", done?: number, total?: number | null, label?: string,
  *   seconds?: number}} StatusPayload
  * @typedef {{id: string, name: string, cls: string, parent: string | null, children: string[],
@@ -55,7 +64,9 @@
  * @typedef {{hooked_modules: string[], selected_module: string, selected_call: number,
  *   selected_frame: number, selected_channel: number, aggregate: string, overlay: string,
  *   gradcam_region: number[], overlay_opacity: number, colorscale: string,
- *   selected_class: number, image_name: string, _tree: TreeNode[], _samples: string[],
+ *   selected_class: number, image_name: string, ablations: Record<string, number[]>,
+ *   show_importance: boolean, _ablation: Partial<AblationPayload>,
+ *   _importance: Partial<ImportancePayload>, _tree: TreeNode[], _samples: string[],
  *   _upload: UploadPayload, _image: Partial<ImagePayload>, _geometry: GeometryPayload,
  *   _layer: LayerPayload | NoLayer, _channel: Partial<ChannelPayload>,
  *   _segmentation: Partial<SegmentationPayload>, _class_score: Partial<ClassScorePayload>,

@@ -35,6 +35,10 @@ export class ViewState {
     /** @type {Cell | null} */
     this.pinnedCell = null;
     this.drawingRegion = false;
+    /** @type {Partial<import("./schema.js").AblationPayload>} */
+    this.ablation = {};
+    this.editedMaskUrl = "";
+    this.changedUrl = "";
   }
 
   readLayer() {
@@ -60,6 +64,14 @@ export class ViewState {
     this.maskUrl = seg.mask_png ? dataUrl(seg.mask_png, "image/png") : "";
   }
 
+  readAblation() {
+    /** @type {Partial<import("./schema.js").AblationPayload>} */
+    this.ablation = this.model.get("_ablation") || {};
+    const a = this.ablation;
+    this.editedMaskUrl = a.mask_png ? dataUrl(a.mask_png, "image/png") : "";
+    this.changedUrl = a.changed_png ? dataUrl(a.changed_png, "image/png") : "";
+  }
+
   readGradcam() {
     this.gradcam = this.model.get("_gradcam") || {};
     this.gradcamMap = this.gradcam.map ? decode(this.gradcam.map) : null;
@@ -76,6 +88,7 @@ export class ViewState {
     this.readImage();
     this.readScore();
     this.readGradcam();
+    this.readAblation();
   }
 
   /** The marked cell: hovered, else pinned by a click. */

@@ -159,6 +159,7 @@ export function drawToolbar({ model, st, dom, set, schedule }) {
       bar.append(clear);
     }
   }
+  drawInterventions({ model, st, dom, set }, bar);
   bar.append(
     slider("Opacity", { min: 0, max: 1, step: 0.05, value: model.get("overlay_opacity") }, (v) =>
       set("overlay_opacity", v),
@@ -172,4 +173,55 @@ export function drawToolbar({ model, st, dom, set, schedule }) {
       (v) => set("colorscale", v),
     ),
   );
+}
+
+/**
+ * Interventions: ablate the selected channel (or restore it), clear every ablation, and show the
+ * selected module's channel importance.
+ * @param {Pick<Context, "model" | "st" | "dom" | "set">} ctx
+ * @param {HTMLElement} bar
+ */
+function drawInterventions({ model, st, set }, bar) {
+  const layer = st.layer;
+  const ablations = model.get("ablations") || {};
+  const count = Object.values(ablations).reduce((a, v) => a + v.length, 0);
+  const hasClasses = !!(st.maskUrl || (model.get("_prediction") || {}).top_index);
+  if (!hasClasses || (layer.kind !== "maps" && layer.kind !== "vector")) return;
+  const module = layer.module;
+  if (layer.kind === "maps" && module) {
+    const channel = model.get("selected_channel");
+    const mine = ablations[module] || [];
+    const on = mine.includes(channel);
+    const ablate = h(
+      "button",
+      "layerscope-button layerscope-ablate",
+      on ? `Restore #${channel}` : `Ablate #${channel}`,
+    );
+    ablate.title = "Set this channel to zero and see the prediction change (shift-click a tile does the same)";
+    ablate.addEventListener("click", () => {
+      const next = { ...ablations };
+      const set2 = new Set(mine);
+      if (on) set2.delete(channel);
+      else set2.add(channel);
+      if (set2.size) next[module] = [...set2].sort((a, b) => a - b);
+      else delete next[module];
+      set("ablations", next);
+    });
+    bar.append(ablate);
+  }
+  if (count) {
+    const clear = h("button", "layerscope-button layerscope-clear-ablations", `Clear ablations (${count})`);
+    clear.addEventListener("click", () => set("ablations", {}));
+    bar.append(clear);
+  }
+  const shown = model.get("show_importance");
+  const importance = h(
+    "button",
+    "layerscope-button layerscope-importance",
+    shown ? "Hide importance" : "Channel importance",
+  );
+  importance.title =
+    "Rank the channels by their effect on the selected class's score (one backward, exact ablations for the top ones)";
+  importance.addEventListener("click", () => set("show_importance", !shown));
+  bar.append(importance);
 }

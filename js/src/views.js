@@ -52,7 +52,7 @@ export function boxShape(box, color, dash = "solid") {
  * @param {{imageUrl: string, size: number[], theme: Theme, title: string,
  *   overlay?: {z: number[][], placement: Placement, colorscale: string, opacity: number,
  *              zmin?: number, zmax?: number, name: string} | null,
- *   maskUrl?: string | null, maskOpacity?: number,
+ *   maskUrl?: string | null, maskOpacity?: number, highlightUrl?: string | null,
  *   boxes?: Array<{box: Box, color: string, dash?: string}>}} o
  * @returns {Figure}
  */
@@ -85,6 +85,10 @@ export function imageFigure(o) {
       opacity: o.maskOpacity ?? 0.5,
       layer: "above",
     });
+  }
+  if (o.highlightUrl) {
+    // Pixels picked out on the photo (those whose class an ablation changed), fully opaque.
+    images.push({ ...images[0], source: o.highlightUrl, layer: "above", opacity: 1 });
   }
   /** @type {any[]} */
   const data = [];
@@ -188,6 +192,48 @@ export function histogramFigure(o) {
     legend: { orientation: "h", y: -0.18 },
   });
   return { data, layout };
+}
+
+/**
+ * Channels by their effect on a class score: the first-order estimate and, where measured, the
+ * exact drop when the channel is zeroed. Each bar carries its channel (click selects it).
+ * @param {{channels: number[], estimate: number[], exact: Array<number | null>, title: string,
+ *   theme: Theme, selected: number}} o
+ * @returns {Figure}
+ */
+export function importanceFigure(o) {
+  const labels = o.channels.map((c) => `#${c}`);
+  const layout = baseLayout(o.theme, o.title);
+  Object.assign(layout, {
+    barmode: "group",
+    xaxis: { type: "category", gridcolor: o.theme.grid },
+    yaxis: { gridcolor: o.theme.grid, zeroline: true, title: { text: "score drop" } },
+    legend: { orientation: "h", y: -0.25 },
+  });
+  const color = (/** @type {string} */ c) => o.channels.map((ch) => (ch === o.selected ? "#f58518" : c));
+  return {
+    data: [
+      {
+        type: "bar",
+        name: "estimate (first order)",
+        x: labels,
+        y: o.estimate,
+        customdata: o.channels,
+        marker: { color: color("#4c78a8") },
+        hovertemplate: "%{x}: %{y:.4g}<extra>estimate</extra>",
+      },
+      {
+        type: "bar",
+        name: "exact (channel zeroed)",
+        x: labels,
+        y: o.exact.map((v) => (v === null ? null : v)),
+        customdata: o.channels,
+        marker: { color: color("#54a24b") },
+        hovertemplate: "%{x}: %{y:.4g}<extra>exact</extra>",
+      },
+    ],
+    layout,
+  };
 }
 
 /**

@@ -251,3 +251,58 @@ def test_exported_html_works_offline(page, tmp_path):
     b = heat.locator(".nsewdrag").first.bounding_box()
     page.mouse.move(b["x"] + b["width"] / 2, b["y"] + b["height"] / 2)
     page.wait_for_selector(".hoverlayer .hovertext", timeout=10_000)
+
+
+def test_shift_click_ablates_a_channel_and_the_prediction_changes(page, lab_url):
+    open_quickstart(page, lab_url)  # backbone.layer4 hooked by the quickstart's own cells
+    tile = page.locator(".layerscope-tile").first
+    channel = int(tile.get_attribute("data-channel"))
+    tile.click(modifiers=["Shift"])
+    page.wait_for_selector(".layerscope-tile-ablated", timeout=60_000)
+    page.wait_for_function(
+        "() => document.querySelector('.layerscope-seg-panel .layerscope-panel-title')"
+        ".textContent.includes('channel(s) ablated')",
+        timeout=60_000,
+    )
+    title = page.inner_text(".layerscope-seg-panel .layerscope-panel-title")
+    shown = float(title.split("ablated: ")[1].split("%")[0])
+    out = run_cell(
+        page,
+        "a = explorer._ablation; print(explorer.ablations, a['changed_pixels'], "
+        "round(100 * a['changed_fraction'], 1))",
+    )
+    assert out.startswith(f"{{'backbone.layer4': [{channel}]}}")
+    changed, percent = int(out.split()[-2]), float(out.split()[-1])
+    assert changed > 0 and percent == shown  # the widget shows what the kernel computed
+    # The changed pixels are drawn over the photo, on top of the photo itself.
+    sources = page.eval_on_selector(
+        ".layerscope-plot-image", "el => el.layout.images.map((i) => i.source.split(';')[0])"
+    )
+    assert sources[0] == "data:image/jpeg" and "data:image/png" in sources[1:]
+    page.click(".layerscope-clear-ablations")
+    page.wait_for_function(
+        "() => document.querySelector('.layerscope-seg-panel .layerscope-panel-title')"
+        ".textContent.startsWith('Predicted classes')",
+        timeout=60_000,
+    )
+    page.wait_for_function(KERNEL_IDLE)
+    assert run_cell(page, "print(explorer.ablations, explorer._ablation)").startswith("{} {}")
+
+
+def test_channel_importance_bars_select_their_channel(page, lab_url):
+    open_quickstart(page, lab_url)
+    page.click(".layerscope-importance")
+    page.wait_for_selector(".layerscope-plot-importance .main-svg", timeout=120_000)
+    page.wait_for_function(KERNEL_IDLE)
+    first = run_cell(page, "print(explorer._importance['channels'][0])").strip()
+    bar = page.locator(".layerscope-plot-importance .point path").first
+    bar.scroll_into_view_if_needed()
+    box = bar.bounding_box()  # plotly takes clicks through its drag layer, at the bar's place
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_function(
+        "(c) => document.querySelector('.layerscope-channel input[type=number]').value === c",
+        arg=first,
+        timeout=30_000,
+    )
+    page.wait_for_function(KERNEL_IDLE)
+    assert run_cell(page, "print(explorer.selected_channel)").strip() == first

@@ -40,17 +40,20 @@ from .viewstate import ViewOptions, ViewState, module_view
 
 __all__ = ["Explorer"]
 
-_ORDER = ("image", "hooks", "layer", "channel", "class", "gradcam")
-_AFTER = {"image": _ORDER[1:], "hooks": ("layer", "channel", "gradcam"),
-          "layer": ("channel", "gradcam"), "channel": (), "class": ("gradcam",),
-          "gradcam": ()}  # fmt: skip
-_CLEARS = {"layer": ("_layer", "_channel", "_gradcam"), "channel": ("_channel",),
-           "class": ("_class_score",), "gradcam": ("_gradcam",)}  # fmt: skip
+_ORDER = ("image", "hooks", "layer", "channel", "class", "gradcam", "ablation", "importance")
+_AFTER = {"image": _ORDER[1:], "hooks": ("layer", "channel", "gradcam", "importance"),
+          "layer": ("channel", "gradcam", "importance"), "channel": (),
+          "class": ("gradcam", "importance"), "gradcam": (), "ablation": (),
+          "importance": ()}  # fmt: skip
+_CLEARS = {"layer": ("_layer", "_channel", "_gradcam", "_importance"), "channel": ("_channel",),
+           "class": ("_class_score",), "gradcam": ("_gradcam",), "ablation": ("_ablation",),
+           "importance": ("_importance",)}  # fmt: skip
 _STEP_OF = {"image_name": "image", "_upload": "image", "hooked_modules": "hooks",
             "selected_module": "layer", "selected_call": "layer", "selected_frame": "layer",
             "selected_channel": "channel", "selected_class": "class", "overlay": "gradcam",
             "gradcam_region": "gradcam", "aggregate": None, "colorscale": None,
-            "overlay_opacity": None}  # fmt: skip
+            "overlay_opacity": None, "ablations": "ablation",
+            "show_importance": "importance"}  # fmt: skip
 _ARGUMENTS = ("preprocess", "device", "class_names", "hooked_modules", "weights", "image_size",
               "memory_budget", "topk", "bins", "layouts")  # fmt: skip
 
@@ -288,6 +291,13 @@ class Explorer(LayerScopeWidget):
     def _valid_class(self, proposal: Any) -> int:
         return check.check_class(proposal["value"], len(self._session.class_names))
 
+    @t.validate("ablations")
+    def _valid_ablations(self, proposal: Any) -> dict[str, list[int]]:
+        value = {str(k): list(v) for k, v in proposal["value"].items() if len(v)}
+        self._known(list(value))
+        shapes = self._session.capturer.known_shapes(self.inputs) or {}
+        return check.check_ablations(value, shapes)
+
     @t.validate("overlay_opacity")
     def _valid_opacity(self, proposal: Any) -> float:
         return check.check_opacity(proposal["value"])
@@ -330,7 +340,9 @@ class Explorer(LayerScopeWidget):
     def _clear(self, trait: str) -> None:
         """Empty a payload, in the traits and in the view-state alike."""
         setattr(self, trait, {})
-        if trait == "_class_score":
+        if trait in ("_ablation", "_importance"):
+            self._view = self._view.with_(**{trait[1:]: None})
+        elif trait == "_class_score":
             self._view = self._view.with_(scene=replace(self._view.scene, class_score=None))
         else:
             self._view = self._view.with_(**{trait[1:]: None})
@@ -479,6 +491,20 @@ class Explorer(LayerScopeWidget):
                                   pixels=g.pixels, bins=self._bins)  # fmt: skip
         self._publish(self._view.with_(gradcam=payload))
         self._check_budget()
+
+    def _step_ablation(self) -> None:
+        payload = self._session.ablate(dict(self.ablations)) if self.ablations else None
+        self._view = self._view.with_(ablation=payload)
+        self._ablation = dict(payload or {})
+
+    def _step_importance(self) -> None:
+        layer, name = self._view.layer or {}, self.selected_module
+        payload = None
+        if self.show_importance and name and layer.get("kind") in ("maps", "vector"):
+            cls = self._session.default_class(self.selected_class)
+            payload = self._session.importance(name, cls, layer.get("call", 0))
+        self._view = self._view.with_(importance=payload)
+        self._importance = dict(payload or {})
 
     def _check_budget(self) -> None:
         """The selected module's output is the one thing held outside the model's budget, and

@@ -56,6 +56,8 @@ def write_html(
         if prediction.scene.class_score:
             figs.append(add(prediction, "score"))
         sections.append(("Prediction", figs))
+    if prediction is not None and prediction.ablation:
+        sections.append(("With channels ablated", [add(prediction, "ablation")]))
     for module, view in modules:
         sections.append((module, [add(view, name) for name in views_for(view)]))
     body = "\n".join(

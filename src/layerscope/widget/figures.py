@@ -28,6 +28,8 @@ VIEWS = (
     "score",
     "vector",
     "gradcam",
+    "ablation",
+    "importance",
 )
 _PER_KIND = {
     "maps": ("overlay", "channel", "aggregate", "grid", "histogram"),
@@ -39,7 +41,8 @@ _PER_KIND = {
 def views_for(view: ViewState) -> tuple[str, ...]:
     """The views that have something to show for the view-state's module."""
     kind = (view.layer or {}).get("kind", "")
-    return _PER_KIND.get(kind, ())
+    extra = ("importance",) if view.importance else ()
+    return (*_PER_KIND.get(kind, ()), *extra)
 
 
 def _layout(fig: go.Figure, title: str) -> go.Figure:
@@ -87,6 +90,10 @@ def build_figure(view: ViewState, name: str) -> go.Figure:
         return fig
     if name == "vector":
         return _vector(layer)
+    if name == "ablation":
+        return _ablation(view)
+    if name == "importance":
+        return _importance(view)
     if name == "gradcam":
         gc = view.gradcam
         if not gc:
@@ -146,6 +153,39 @@ def _vector(layer: dict[str, Any]) -> go.Figure:
     fig = go.Figure(go.Bar(x=layer["top_value"], y=labels, orientation="h"))
     fig.update_yaxes(autorange="reversed")
     return _layout(fig, f"{layer['module'] or 'model'} · top {len(labels)} of {layer['length']}")
+
+
+def _ablation(view: ViewState) -> go.Figure:
+    a = view.ablation
+    if not a:
+        raise LayerScopeError("no ablation: set explorer.ablations = {module: [channels]} first")
+    n = sum(len(v) for v in a["ablations"].values())
+    if a["kind"] == "classification":
+        labels = [e["label"] for e in a["scores"]]
+        fig = go.Figure([go.Bar(y=labels, x=[e["before"] for e in a["scores"]], name="before",
+                                orientation="h"),
+                         go.Bar(y=labels, x=[e["after"] for e in a["scores"]], name="after",
+                                orientation="h")])  # fmt: skip
+        fig.update_yaxes(autorange="reversed")
+        return _layout(fig, f"Top scores with {n} channel(s) ablated")
+    fig = _image_figure(view, f"{n} channel(s) ablated: {a['changed_fraction']:.1%} of pixels "
+                              "changed class (highlighted)")  # fmt: skip
+    fig.add_layout_image(_layout_image(a["mask_png"], "image/png", view, 0.45))
+    fig.add_layout_image(_layout_image(a["changed_png"], "image/png", view, 0.99))
+    return fig
+
+
+def _importance(view: ViewState) -> go.Figure:
+    imp = view.importance
+    if not imp:
+        raise LayerScopeError("no channel importance: set explorer.show_importance = True first")
+    labels = [f"#{c}" for c in imp["channels"]]
+    exact = [v if v is not None else float("nan") for v in imp["exact"]]
+    fig = go.Figure([go.Bar(x=labels, y=imp["estimate"], name="estimate (first order)"),
+                     go.Bar(x=labels, y=exact, name="exact (channel zeroed)")])  # fmt: skip
+    fig.update_layout(barmode="group")
+    return _layout(fig, f"{imp['module']} · drop of the {imp['name']} score when a channel is "
+                        "zeroed")  # fmt: skip
 
 
 def _grid(layer: dict[str, Any], cs: str) -> go.Figure:

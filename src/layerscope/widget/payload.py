@@ -227,17 +227,17 @@ def segmentation_payload(
     mask = probs.argmax(0).to(torch.uint8).cpu().numpy()
     h, w = image_size
     png = Image.fromarray(mask, mode="P")
-    png.putpalette(_palette(len(class_names)).flatten().tolist())
+    png.putpalette(palette(len(class_names)).flatten().tolist())
     png = png.resize((w, h), Image.Resampling.NEAREST)
     buf = io.BytesIO()
     png.save(buf, format="PNG", optimize=True)
     counts = np.bincount(mask.ravel(), minlength=len(class_names))
-    colors = _palette(len(class_names))
+    colors = palette(len(class_names))
     legend = [
         {
             "index": int(i),
             "name": class_names[i],
-            "color": _hex(colors[i]),
+            "color": hex_color(colors[i]),
             "fraction": float(counts[i] / mask.size),
         }
         for i in np.argsort(-counts, kind="stable")
@@ -287,10 +287,10 @@ def gradcam_payload(
     }
 
 
-def _palette(n: int) -> np.ndarray:
+def palette(n: int) -> np.ndarray:
     reps = -(-n // len(PALETTE))
     return np.tile(PALETTE, (reps, 1))[:n]
 
 
-def _hex(rgb: np.ndarray) -> str:
+def hex_color(rgb: np.ndarray) -> str:
     return "#" + "".join(f"{int(v):02x}" for v in rgb)

@@ -32,6 +32,11 @@ __all__ = [
     "PredictionPayload",
     "GradcamPayload",
     "StatusPayload",
+    "ShareEntry",
+    "TransitionEntry",
+    "ScoreEntry",
+    "AblationPayload",
+    "ImportancePayload",
     "TreeNode",
     "UploadPayload",
     "array_buffer",
@@ -186,6 +191,58 @@ GradcamPayload = TypedDict(
         "pixels": int,
     },
 )
+
+
+class ShareEntry(TypedDict):
+    index: int
+    name: str
+    color: str
+    before: float
+    after: float
+
+
+class TransitionEntry(TypedDict):
+    before: int
+    after: int
+    pixels: int
+
+
+class ScoreEntry(TypedDict):
+    index: int
+    label: str
+    before: float
+    after: float
+
+
+class AblationPayload(TypedDict, total=False):
+    """The prediction with channels ablated (``ablations``: module -> channels). Segmentation:
+    the edited mask, the changed pixels (coloured by their new class, transparent elsewhere),
+    class shares before and after, the most common changes. Classification: top scores."""
+
+    ablations: dict[str, list[int]]
+    kind: Literal["segmentation", "classification"]
+    mask_png: bytes
+    changed_png: bytes
+    changed_pixels: int
+    changed_fraction: float
+    shares: list[ShareEntry]
+    transitions: list[TransitionEntry]
+    scores: list[ScoreEntry]
+
+
+class ImportancePayload(TypedDict):
+    """Channels of ``module`` by their estimated effect on the class score (largest first), the
+    exact effect where measured (None elsewhere)."""
+
+    module: str
+    call: int
+    target: int
+    name: str
+    score: float
+    channels: list[int]
+    estimate: list[float]
+    exact: list[float | None]
+    rank_correlation: float | None
 
 
 class StatusPayload(TypedDict, total=False):

@@ -16,8 +16,11 @@ import torch
 from torch import nn
 
 from ..capture import Capturer
+from ..edits import Ablate
 from ..errors import LayerScopeError
 from ..gradients import GradCam, grad_cams
+from ..importance import channel_importance
+from ..intervene import intervene
 from ..outputs import class_output
 from ..preprocess import PreparedImage, Preprocess, prepare_image
 from ..receptive import ReceptiveField
@@ -25,6 +28,7 @@ from ..reduce import pool_factor, pool_mean
 from ..spatial import Layout
 from ..tracer import ForwardTracer
 from ..tree import module_tree
+from .edit_payload import ablation_payload, importance_payload
 from .payload import (
     MAP_SIDE,
     class_score_payload,
@@ -215,6 +219,40 @@ class Session:
         if self.class_kind != "segmentation":
             raise LayerScopeError("a region needs a segmentation output")
         return self.prepared.geometry.region_mask(tuple(region), self.score_size)  # type: ignore[arg-type]
+
+    # -- interventions -------------------------------------------------------------------------
+
+    def ablate(self, ablations: dict[str, list[int]]) -> Any:
+        """The prediction with ``ablations`` (module -> channels set to zero) beside the
+        model's own, as a payload."""
+        if self.class_kind is None:
+            raise LayerScopeError(
+                "ablations show their effect on class scores: this model has none"
+            )
+        edits = {m: Ablate(list(chs)) for m, chs in ablations.items() if chs}
+        res = intervene(self.model, self.inputs, edits)
+        k = len(self.class_names)
+        before, after = class_output(res.baseline, k), class_output(res.output, k)
+        if before is None or after is None:
+            raise LayerScopeError("the edited output has no class scores to compare")
+        size = tuple(self.prepared.geometry.input_size)
+        if self.class_kind == "segmentation":
+            b, a = before.probabilities(size).argmax(0), after.probabilities(size).argmax(0)  # type: ignore[arg-type]
+        else:
+            b, a = before.scores[0].float(), after.scores[0].float()
+        image = self.prepared.image
+        return ablation_payload(b, a, (image.height, image.width), self.class_names, ablations)
+
+    def importance(self, name: str, cls: int, call: int) -> Any:
+        """Channel importance of ``name`` for class ``cls``, as a payload."""
+        self.status({"state": "running", "label": f"channel importance of {name}"})
+        start = time.perf_counter()
+        try:
+            result = channel_importance(self.model, self.inputs, name, cls, exact_top=16, call=call)
+        finally:
+            self.status({"state": "idle", "seconds": round(time.perf_counter() - start, 4)})
+        label = self.class_names[cls] if cls < len(self.class_names) else str(cls)
+        return importance_payload(result, label, call)
 
     # -- Grad-CAM ------------------------------------------------------------------------------
 

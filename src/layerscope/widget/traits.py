@@ -61,6 +61,13 @@ class LayerScopeWidget(anywidget.AnyWidget):
     selected_class = t.Int(-1).tag(sync=True)
     """Class whose score map (segmentation) or Grad-CAM is shown; -1 picks the largest predicted
     non-background class, or the top prediction."""
+    ablations = t.Dict(value_trait=t.List(t.Int()), default_value={}).tag(sync=True)
+    """Channels set to zero, by module (``{"backbone.layer4": [3, 7]}``): the prediction views
+    show the edited prediction beside the model's own. Shift-click a channel tile to toggle one;
+    an empty dict is the model's own prediction."""
+    show_importance = t.Bool(False).tag(sync=True)
+    """Whether to compute and show the selected module's channel importance for the selected
+    class (one forward and backward, and exact ablations of the top channels)."""
     image_name = t.Unicode("").tag(sync=True)
     """The shown image: a bundled sample's name (setting one loads it) or an uploaded file's."""
 
@@ -75,6 +82,8 @@ class LayerScopeWidget(anywidget.AnyWidget):
     _class_score = _payload()
     _prediction = _payload()
     _gradcam = _payload()
+    _ablation = _payload()
+    _importance = _payload()
     _status = _payload({"state": "idle"})
     _error = t.Unicode("").tag(sync=True)
     _notice = t.Unicode("").tag(sync=True)

@@ -9,7 +9,7 @@ from typing import Any
 from traitlets import TraitError
 
 __all__ = ["check_call", "check_frame", "check_channel", "check_class", "check_opacity",
-           "check_region"]  # fmt: skip
+           "check_region", "check_ablations"]  # fmt: skip
 
 
 def check_call(call: int, module: str, runs: int) -> int:
@@ -63,3 +63,25 @@ def check_region(region: list[float]) -> list[float]:
             f"gradcam_region is (y0, x0, y1, x1) with y0 < y1 and x0 < x1, or empty; got {region}"
         )
     return region
+
+
+def check_ablations(value: dict[str, list[int]], shapes: dict[str, Any]) -> dict[str, list[int]]:
+    """Modules known, with a channel dimension (dimension 1 of an (N, C, H, W) or (N, C)
+    output, as the first forward showed), channels in range."""
+    out = {}
+    for module, channels in value.items():
+        shape = shapes.get(module)
+        dims = shape if isinstance(shape, list) else []
+        if len(dims) not in (2, 4) or not all(isinstance(d, int) for d in dims):
+            raise TraitError(
+                f"{module}'s output {shape} has no channel dimension to ablate (dimension 1 of "
+                "an (N, C, H, W) or (N, C) tensor)"
+            )
+        bad = [c for c in channels if not 0 <= int(c) < shape[1]]
+        if bad:
+            raise TraitError(
+                f"channel(s) {bad} out of range: {module} has {shape[1]} channels "
+                f"(0-{shape[1] - 1})"
+            )
+        out[module] = sorted({int(c) for c in channels})
+    return out

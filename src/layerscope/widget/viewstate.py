@@ -17,11 +17,13 @@ from ..spatial import Layout
 from .contract import DEFAULT_COLORSCALE
 from .payload import channel_payload, layer_payload
 from .schema import (
+    AblationPayload,
     ChannelPayload,
     ClassScorePayload,
     GeometryPayload,
     GradcamPayload,
     ImagePayload,
+    ImportancePayload,
     LayerPayload,
     PredictionPayload,
     SegmentationPayload,
@@ -57,13 +59,16 @@ class ViewOptions:
 @dataclass(frozen=True)
 class ViewState:
     """One screenful: the scene, the selected module's ``layer`` and ``channel`` payloads, the
-    Grad-CAM of that module when shown, and the options the views are drawn with."""
+    Grad-CAM of that module when shown, the prediction with channels ablated and the selected
+    module's channel importance when asked for, and the options the views are drawn with."""
 
     scene: Scene
     options: ViewOptions = field(default_factory=ViewOptions)
     layer: LayerPayload | None = None
     channel: ChannelPayload | None = None
     gradcam: GradcamPayload | None = None
+    ablation: AblationPayload | None = None
+    importance: ImportancePayload | None = None
 
     def with_(self, **changes: Any) -> ViewState:
         return replace(self, **changes)
