@@ -82,10 +82,11 @@ def test_ablation_equals_hand_written_hooks_and_reuses_the_prefix(model, x):
     with torch.no_grad():
         assert_same(res.baseline, model(x))
     assert not torch.equal(res.output["out"], res.baseline["out"])
-    assert "backbone.layer3" in res.reused and "backbone.layer4" not in res.reused
-    # Only layer4 and the heads run: their convolutions, counted in the module tree by hand.
-    heads = [model.backbone.layer4, model.classifier, model.aux_classifier]
-    expected = sum(isinstance(m, nn.Conv2d) for h in heads for m in h.modules())
+    # The edit acts on layer4's output, whose unedited value is cached, and the auxiliary head
+    # reads layer3: only the classifier runs. Its convolutions, counted in the module tree:
+    assert {"backbone.layer3", "backbone.layer4", "aux_classifier"} <= set(res.reused)
+    assert "classifier" not in res.reused
+    expected = sum(isinstance(m, nn.Conv2d) for m in model.classifier.modules())
     with Convs() as convs:
         again = ls.intervene(model, x, {"backbone.layer4": ls.Ablate([3, 7])})
     assert convs.count == expected < sum(isinstance(m, nn.Conv2d) for m in model.modules())
@@ -266,3 +267,12 @@ def test_the_explorer_ranks_channels_and_ablates_a_classifier_logit():
     assert imp["module"] == "layer4" and imp["channels"][:8] == [int(c) for c in direct.order[:8]]
     assert imp["exact"][0] == pytest.approx(direct.exact[imp["channels"][0]], rel=1e-5)
     assert ex.figure("importance").data[0].x[0] == f"#{imp['channels'][0]}"
+
+
+def test_a_module_reading_an_edited_output_runs_instead_of_standing_in(model, x):
+    res = ls.intervene(model, x, {"backbone.layer3": ls.Ablate([0, 1, 2])})
+    ref, _ = by_hand(model, x, {"backbone.layer3": zero([0, 1, 2])})
+    assert_same(res.output, ref)
+    assert not torch.equal(res.output["aux"], res.baseline["aux"])  # the head saw the edit
+    assert "aux_classifier" not in res.reused and "backbone.layer4" not in res.reused
+    assert "backbone.layer3" in res.reused  # its own cached output, edited

@@ -21,7 +21,7 @@ from torch import nn
 
 from .capture import Capturer, resolve_modules
 from .errors import CaptureError, LayerScopeError
-from .intervene import _storage, reusable_prefix, run_edited
+from .intervene import capture_storage, reusable_gated, reusable_prefix, run_edited
 from .outputs import class_output
 from .safety import as_args, forward_failed, model_kept_as_found, prepare_inputs
 
@@ -145,10 +145,11 @@ def _exact(model: nn.Module, named: dict[str, nn.Module], args: tuple[Any, ...],
            name: str, call: int, channels: list[int], cls: int, mask: torch.Tensor | None,
            batch: int) -> dict[int, float]:  # fmt: skip
     """S with each channel zeroed, ``batch`` channels per forward through the suffix."""
-    cap = Capturer(model, storage=_storage(model))
+    cap = Capturer(model, storage=capture_storage(model))
     if cap.known_schedule(inputs) is None:
         cap.capture(inputs, [""], stop_early=False)  # learns the order
     replay = reusable_prefix(cap, inputs, [name])
+    gated = reusable_gated(cap, inputs, [name], replay)  # the module itself, an auxiliary head
     scores: dict[int, float] = {}
     for start in range(0, len(channels), max(1, batch)):
         chunk = channels[start : start + max(1, batch)]
@@ -160,12 +161,14 @@ def _exact(model: nn.Module, named: dict[str, nn.Module], args: tuple[Any, ...],
             edited[torch.arange(len(chunk)), chunk] = 0
             return edited
 
+        edits = {name: zero}
         try:
-            output, _ = run_edited(model, named, args, {name: zero}, replay, [], batch=len(chunk))
+            output, _ = run_edited(model, named, args, edits, replay, [], gated=gated,
+                                   batch=len(chunk))  # fmt: skip
         except CaptureError as exc:  # an in-place write on what stands in: run it all instead
             if "memory location" not in str(exc):
                 raise
-            output, _ = run_edited(model, named, args, {name: zero}, {}, [], batch=len(chunk))
+            output, _ = run_edited(model, named, args, edits, {}, [], batch=len(chunk))
         with torch.no_grad():
             values = _score(output, cls, mask).float().cpu().tolist()
         scores.update(zip(chunk, values))

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from .activations import Activations
 from .capture import Capturer, resolve_modules
@@ -27,7 +28,7 @@ from .errors import CaptureError, LayerScopeError
 from .nested import iter_tensors, map_tensors
 from .safety import as_args, forward_failed, model_kept_as_found, prepare_inputs
 
-__all__ = ["Intervention", "intervene", "reusable_prefix", "run_edited"]
+__all__ = ["Intervention", "intervene", "reusable_prefix", "reusable_gated", "run_edited"]
 
 EditFn = Callable[[int, Any], Any]  # (call index, output) -> edited output, or the output itself
 
@@ -55,7 +56,7 @@ class Intervention(Mapping[str, Any]):
         return len(self.captures)
 
 
-def _storage(model: nn.Module) -> str | None:
+def capture_storage(model: nn.Module) -> str | None:
     on_gpu = any(p.device.type != "cpu" for p in model.parameters())
     return None if on_gpu else "cpu"  # on a GPU, what stands in stays on the GPU
 
@@ -81,7 +82,7 @@ def intervene(
     named = dict(model.named_modules())
     edited = resolve_modules(model, list(edits), named)
     wanted = resolve_modules(model, list(capture), named) if capture else []
-    cap = Capturer(model, storage=_storage(model))
+    cap = Capturer(model, storage=capture_storage(model))
     base = cap.capture(inputs, ["", *wanted], stop_early=False)
     patches = {
         n: cap.capture(e.other_inputs, [n], stop_early=False).calls(n)
@@ -102,8 +103,9 @@ def intervene(
 
     functions = {n: fn(n, edits[n]) for n in edited}
     replay = reusable_prefix(cap, inputs, edited) if reuse else {}
+    gated = reusable_gated(cap, inputs, edited, replay) if reuse else {}
     args = prepare_inputs(model, named, as_args(inputs))
-    output, calls = run_edited(model, named, args, functions, replay, wanted)
+    output, calls = run_edited(model, named, args, functions, replay, wanted, gated=gated)
     for name in edited:
         only = edit_call(edits[name])
         if only is not None and only >= calls["__edited__"].get(name, 0):
@@ -111,7 +113,8 @@ def intervene(
                 f"{name} ran {calls['__edited__'].get(name, 0)} time(s): no call {only}"
             )
     captured = Activations({n: calls[n] for n in wanted}, requested=wanted, output=output)
-    return Intervention(output, base.output, captured, base, sorted(replay))
+    stood_in = [n for n in gated if n not in calls["__ran__"]]
+    return Intervention(output, base.output, captured, base, sorted([*replay, *stood_in]))
 
 
 def reusable_prefix(cap: Capturer, inputs: Any, edited: list[str]) -> dict[str, list[Any]]:
@@ -135,6 +138,23 @@ def reusable_prefix(cap: Capturer, inputs: Any, edited: list[str]) -> dict[str, 
             if not calls or (t.is_floating_point() and dtype is not None and t.dtype != dtype):
                 return {}  # evicted or kept in bfloat16 by the budget: run them instead
     return kept if all(kept.values()) else {}
+
+
+def reusable_gated(cap: Capturer, inputs: Any, edited: list[str],
+                   prefix: dict[str, list[Any]]) -> dict[str, list[Any]]:  # fmt: skip
+    """The cached outputs of :func:`gated_candidates` (captured once); empty when the order is
+    not known yet or the budget kept any of them in a lower precision."""
+    schedule = cap.known_schedule(inputs)
+    if schedule is None:
+        return {}
+    named = dict(cap.model.named_modules())
+    names = gated_candidates(named, schedule[0], edited, set(prefix))
+    acts = cap.capture(inputs, names)
+    kept = {n: acts.calls(n) for n in names if n in acts}
+    dtype = next((p.dtype for p in cap.model.parameters() if p.is_floating_point()), None)
+    return {n: c for n, c in kept.items()
+            if all(not t.is_floating_point() or dtype is None or t.dtype == dtype
+                   for t in iter_tensors(c))}  # fmt: skip
 
 
 def _ancestors(name: str) -> list[str]:
@@ -163,6 +183,66 @@ class _StandIn:
         return map_tensors(out, one)
 
 
+class _Taint(TorchFunctionMode):
+    """Which memory holds values derived from an edit, by storage: an op that reads any of it
+    marks what it returns (in place too). Too many marks cost only speed: a module whose inputs
+    are marked runs instead of standing in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.storages: set[int] = set()
+
+    def mark(self, obj: Any) -> None:
+        for t in iter_tensors(obj):
+            self.storages.add(t.untyped_storage().data_ptr())
+
+    def touches(self, obj: Any) -> bool:
+        return any(t.untyped_storage().data_ptr() in self.storages for t in iter_tensors(obj))
+
+    def __torch_function__(self, func: Callable[..., Any], types: Any, args: Any = (),
+                           kwargs: Any = None) -> Any:  # fmt: skip
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if self.storages and self.touches((list(args), kwargs)):
+            self.mark(out)
+        return out
+
+
+class _Gated(_StandIn):
+    """Stands in for a module whose cached outputs are valid as long as its inputs are: it runs
+    the module's own forward when an input holds values derived from an edit."""
+
+    def __init__(self, calls: list[Any], device: torch.device | None, batch: int,
+                 forward: Callable[..., Any], taint: _Taint, ran: set[str],
+                 name: str) -> None:  # fmt: skip
+        super().__init__(calls, device, batch)
+        self.forward, self.taint, self.ran, self.name = forward, taint, ran, name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.taint.touches((list(args), kwargs)) or self.index >= len(self.calls):
+            self.index += 1
+            self.ran.add(self.name)
+            return self.forward(*args, **kwargs)
+        return super().__call__()
+
+
+def gated_candidates(named: dict[str, nn.Module], started: dict[str, int], edited: list[str],
+                     prefix: set[str]) -> list[str]:  # fmt: skip
+    """Modules that may stand in while their inputs carry no edit: the edited modules (their
+    unedited output is cached; the edit acts on it) and, along the path to them, the siblings
+    that start after the first edit (an auxiliary head reading an earlier stage)."""
+    first = min(started.get(e, 0) for e in edited)
+    path = {a for e in edited for a in _ancestors(e)} | {""}
+    out = list(edited)
+    for name in named:
+        parent = name.rpartition(".")[0] if name else None
+        if parent is None or parent not in path or name in path or name in prefix:
+            continue
+        if started.get(name, -1) > first and not any(e.startswith(name + ".") for e in edited):
+            out.append(name)
+    return list(dict.fromkeys(out))
+
+
 def run_edited(
     model: nn.Module,
     named: dict[str, nn.Module],
@@ -171,6 +251,7 @@ def run_edited(
     replay: Mapping[str, list[Any]],
     capture: list[str],
     *,
+    gated: Mapping[str, list[Any]] | None = None,
     batch: int = 1,
     grad: bool = False,
 ) -> tuple[Any, dict[str, Any]]:
@@ -185,11 +266,17 @@ def run_edited(
     swapped: list[tuple[nn.Module, Any]] = []
     missing = object()
 
+    taint = _Taint()
+    ran: set[str] = set()
+
     def edit_hook(name: str, fn: EditFn) -> Callable[..., Any]:
         def hook(_m: nn.Module, _a: Any, out: Any) -> Any:
             index = counts.get(name, 0)
             counts[name] = index + 1
-            return fn(index, out)
+            edited = fn(index, out)
+            if edited is not out:
+                taint.mark(edited)  # what follows from here may differ from the cache
+            return edited
 
         return hook
 
@@ -207,12 +294,18 @@ def run_edited(
                 module = named[name]
                 swapped.append((module, module.__dict__.get("forward", missing)))
                 module.forward = _StandIn(calls, device, batch)  # type: ignore[method-assign]
+            for name, calls in (gated or {}).items():
+                module = named[name]
+                swapped.append((module, module.__dict__.get("forward", missing)))
+                gate = _Gated(calls, device, batch, module.forward, taint, ran, name)
+                module.forward = gate  # type: ignore[method-assign]
             handles.extend(
                 named[n].register_forward_hook(edit_hook(n, f)) for n, f in edits.items()
             )
             handles.extend(named[n].register_forward_hook(keep(n)) for n in capture)
             try:
-                output = model(*args)
+                with taint:
+                    output = model(*args)
             except LayerScopeError:
                 raise
             except Exception as exc:
@@ -225,4 +318,4 @@ def run_edited(
                 del module.forward
             else:
                 module.forward = original  # type: ignore[method-assign]
-    return output, {**captured, "__edited__": counts}
+    return output, {**captured, "__edited__": counts, "__ran__": ran}
