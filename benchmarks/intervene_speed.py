@@ -30,8 +30,10 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--module", default="backbone.layer4")
     p.add_argument("--exact-top", type=int, default=32)
+    p.add_argument("--pretrained", action="store_true", help="torchvision's weights (download)")
     args = p.parse_args()
-    preset = load_preset(args.model, weights=None, device=args.device)
+    preset = load_preset(args.model, weights="DEFAULT" if args.pretrained else None,
+                         device=args.device)  # fmt: skip
     model = preset.model
     x = preset.preprocess.with_size(args.size)(ls.sample_image()).tensor.to(args.device)
 
