@@ -9,6 +9,7 @@ value from the browser is refused, shown as an error, and the browser put back i
 from __future__ import annotations
 
 import contextlib
+import inspect
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
@@ -54,8 +55,6 @@ _STEP_OF = {"image_name": "image", "_upload": "image", "hooked_modules": "hooks"
             "gradcam_region": "gradcam", "aggregate": None, "colorscale": None,
             "overlay_opacity": None, "ablations": "ablation",
             "show_importance": "importance"}  # fmt: skip
-_ARGUMENTS = ("preprocess", "device", "class_names", "hooked_modules", "weights", "image_size",
-              "memory_budget", "topk", "bins", "layouts")  # fmt: skip
 
 
 class Explorer(LayerScopeWidget):
@@ -95,7 +94,12 @@ class Explorer(LayerScopeWidget):
         layouts: dict[str, str] | None = None,
         **options: Any,
     ) -> None:
-        check_options(options, PUBLIC_TRAITS, _ARGUMENTS)
+        own = [
+            p
+            for p in inspect.signature(Explorer.__init__).parameters
+            if p not in ("self", "options")
+        ]
+        check_options(options, PUBLIC_TRAITS, tuple(own))
         super().__init__()
         self._steps = Steps(_ORDER, _AFTER, _CLEARS, run=lambda s: getattr(self, f"_step_{s}")(),
                             show=lambda text: setattr(self, "_error", text),
