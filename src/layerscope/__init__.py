@@ -7,6 +7,7 @@
 from .activations import Activations, MemoryReport
 from .capture import Capturer, capture, resolve_modules
 from .compare import Comparison, compare_images, compare_models
+from .dataset import Sweep, sweep
 from .edits import Ablate, Patch, Scale
 from .errors import CaptureError, ImageError, LayerScopeError, UnknownModuleError
 from .gradients import GradCam, grad_cam, grad_cams
@@ -43,6 +44,7 @@ __all__ = [
     "Preprocess",
     "Preset",
     "ReceptiveField",
+    "Sweep",
     "Scale",
     "UnknownModuleError",
     "ViewState",
@@ -60,6 +62,7 @@ __all__ = [
     "receptive_fields",
     "resolve_modules",
     "sample_image",
+    "sweep",
 ]
 
 __version__ = "0.1.0"

@@ -137,13 +137,23 @@ def channel_importance(
     top = [int(c) for c in order[: max(0, min(exact_top, len(order)))]]
     exact = _exact(model, named, args, inputs, name, call, top, target_class, mask, batch)
     base = float(score.detach())
-    return ChannelImportance(name, target_class, base, estimate, order,
-                             {c: base - v for c, v in exact.items()})  # fmt: skip
+    return ChannelImportance(
+        name, target_class, base, estimate, order, {c: base - v for c, v in exact.items()}
+    )
 
 
-def _exact(model: nn.Module, named: dict[str, nn.Module], args: tuple[Any, ...], inputs: Any,
-           name: str, call: int, channels: list[int], cls: int, mask: torch.Tensor | None,
-           batch: int) -> dict[int, float]:  # fmt: skip
+def _exact(
+    model: nn.Module,
+    named: dict[str, nn.Module],
+    args: tuple[Any, ...],
+    inputs: Any,
+    name: str,
+    call: int,
+    channels: list[int],
+    cls: int,
+    mask: torch.Tensor | None,
+    batch: int,
+) -> dict[int, float]:
     """S with each channel zeroed, ``batch`` channels per forward through the suffix."""
     cap = Capturer(model, storage=capture_storage(model))
     if cap.known_schedule(inputs) is None:
@@ -163,8 +173,9 @@ def _exact(model: nn.Module, named: dict[str, nn.Module], args: tuple[Any, ...],
 
         edits = {name: zero}
         try:
-            output, _ = run_edited(model, named, args, edits, replay, [], gated=gated,
-                                   batch=len(chunk))  # fmt: skip
+            output, _ = run_edited(
+                model, named, args, edits, replay, [], gated=gated, batch=len(chunk)
+            )
         except CaptureError as exc:  # an in-place write on what stands in: run it all instead
             if "memory location" not in str(exc):
                 raise

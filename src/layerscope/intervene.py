@@ -140,8 +140,9 @@ def reusable_prefix(cap: Capturer, inputs: Any, edited: list[str]) -> dict[str, 
     return kept if all(kept.values()) else {}
 
 
-def reusable_gated(cap: Capturer, inputs: Any, edited: list[str],
-                   prefix: dict[str, list[Any]]) -> dict[str, list[Any]]:  # fmt: skip
+def reusable_gated(
+    cap: Capturer, inputs: Any, edited: list[str], prefix: dict[str, list[Any]]
+) -> dict[str, list[Any]]:
     """The cached outputs of :func:`gated_candidates` (captured once); empty when the order is
     not known yet or the budget kept any of them in a lower precision."""
     schedule = cap.known_schedule(inputs)
@@ -152,9 +153,13 @@ def reusable_gated(cap: Capturer, inputs: Any, edited: list[str],
     acts = cap.capture(inputs, names)
     kept = {n: acts.calls(n) for n in names if n in acts}
     dtype = next((p.dtype for p in cap.model.parameters() if p.is_floating_point()), None)
-    return {n: c for n, c in kept.items()
-            if all(not t.is_floating_point() or dtype is None or t.dtype == dtype
-                   for t in iter_tensors(c))}  # fmt: skip
+    return {
+        n: c
+        for n, c in kept.items()
+        if all(
+            not t.is_floating_point() or dtype is None or t.dtype == dtype for t in iter_tensors(c)
+        )
+    }
 
 
 def _ancestors(name: str) -> list[str]:
@@ -199,8 +204,9 @@ class _Taint(TorchFunctionMode):
     def touches(self, obj: Any) -> bool:
         return any(t.untyped_storage().data_ptr() in self.storages for t in iter_tensors(obj))
 
-    def __torch_function__(self, func: Callable[..., Any], types: Any, args: Any = (),
-                           kwargs: Any = None) -> Any:  # fmt: skip
+    def __torch_function__(
+        self, func: Callable[..., Any], types: Any, args: Any = (), kwargs: Any = None
+    ) -> Any:
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         if self.storages and self.touches((list(args), kwargs)):
@@ -212,9 +218,16 @@ class _Gated(_StandIn):
     """Stands in for a module whose cached outputs are valid as long as its inputs are: it runs
     the module's own forward when an input holds values derived from an edit."""
 
-    def __init__(self, calls: list[Any], device: torch.device | None, batch: int,
-                 forward: Callable[..., Any], taint: _Taint, ran: set[str],
-                 name: str) -> None:  # fmt: skip
+    def __init__(
+        self,
+        calls: list[Any],
+        device: torch.device | None,
+        batch: int,
+        forward: Callable[..., Any],
+        taint: _Taint,
+        ran: set[str],
+        name: str,
+    ) -> None:
         super().__init__(calls, device, batch)
         self.forward, self.taint, self.ran, self.name = forward, taint, ran, name
 
@@ -226,8 +239,9 @@ class _Gated(_StandIn):
         return super().__call__()
 
 
-def gated_candidates(named: dict[str, nn.Module], started: dict[str, int], edited: list[str],
-                     prefix: set[str]) -> list[str]:  # fmt: skip
+def gated_candidates(
+    named: dict[str, nn.Module], started: dict[str, int], edited: list[str], prefix: set[str]
+) -> list[str]:
     """Modules that may stand in while their inputs carry no edit: the edited modules (their
     unedited output is cached; the edit acts on it) and, along the path to them, the siblings
     that start after the first edit (an auxiliary head reading an earlier stage)."""

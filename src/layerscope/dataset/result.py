@@ -1,0 +1,154 @@
+"""A sweep's result: per module, each channel's top-k images (with where the maximum was, and the
+image patch under that unit's receptive field) and the channel statistics over all images."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ..errors import LayerScopeError, close_matches
+from ..receptive import ReceptiveField
+from .sources import Sources
+from .topk import ChannelTopK
+
+__all__ = ["Sweep", "Example", "ChannelStats"]
+
+
+@dataclass(frozen=True)
+class ChannelStats:
+    """Per channel, over every image and position: ``mean``, ``max`` and ``fraction_zero``."""
+
+    mean: np.ndarray
+    max: np.ndarray
+    fraction_zero: np.ndarray
+
+
+@dataclass(frozen=True)
+class Example:
+    """One of a channel's top images: ``source`` (the path, or the dataset index), ``index``
+    (the image's place in the sweep), ``score`` (the channel's maximum on it), ``location``
+    (row, col of the maximum in the module's map)."""
+
+    source: str | int
+    index: int
+    score: float
+    location: tuple[int, int]
+    module: str
+    sweep: Sweep = field(repr=False, compare=False)
+
+    def crop(self) -> Image.Image:
+        """The image patch under the unit's receptive field, in the original image, padded
+        (black) where the field reaches past the border; the whole image for a vector output."""
+        return self.sweep.crop(self.module, self.index, self.location)
+
+
+@dataclass
+class Sweep:
+    """What :func:`layerscope.sweep` found. ``images``: how many were counted; ``skipped``:
+    (source, reason) of those that could not be read."""
+
+    modules: list[str]
+    k: int
+    states: dict[str, ChannelTopK]
+    labels: list[str]
+    fingerprint: str
+    preprocess: str
+    images: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    fields: dict[str, dict[str, ReceptiveField]] = field(default_factory=dict)  # by "HxW"
+    processed: set[int] = field(default_factory=set)
+    sources: Sources | None = field(default=None, repr=False)
+    prepare: Any = field(default=None, repr=False)  # index -> PreparedImage, for crops
+
+    def _state(self, module: str) -> ChannelTopK:
+        if module not in self.states:
+            near = close_matches(module, self.states)
+            hint = f"did you mean {', '.join(repr(n) for n in near)}?" if near else ""
+            raise LayerScopeError(
+                f"this sweep has no module {module!r} (it swept {', '.join(self.modules)}) {hint}"
+            )
+        return self.states[module]
+
+    def top(self, module: str, channel: int) -> list[Example]:
+        """The channel's best images, best first (at most k)."""
+        st = self._state(module)
+        if not 0 <= channel < st.channels:
+            raise LayerScopeError(f"channel {channel} is out of range: {module} has {st.channels}")
+        assert st.scores is not None and st.ids is not None and st.rows is not None
+        assert st.cols is not None
+        out = []
+        for j in range(st.scores.shape[1]):
+            score = float(st.scores[channel, j])
+            if score == float("-inf"):
+                break
+            index = int(st.ids[channel, j])
+            out.append(
+                Example(
+                    self.source(index),
+                    index,
+                    score,
+                    (int(st.rows[channel, j]), int(st.cols[channel, j])),
+                    module,
+                    self,
+                )
+            )
+        return out
+
+    def source(self, index: int) -> str | int:
+        label = self.labels[index]
+        return index if label.startswith(("dataset[", "item[")) else label
+
+    def stats(self, module: str) -> ChannelStats:
+        st = self._state(module)
+        assert st.total is not None and st.count is not None and st.peak is not None
+        assert st.zeros is not None
+        count = st.count.double().clamp_min(1)
+        return ChannelStats(
+            (st.total / count).float().cpu().numpy(),
+            st.peak.cpu().numpy(),
+            (st.zeros.double() / count).float().cpu().numpy(),
+        )
+
+    def dead(self, module: str) -> np.ndarray:
+        """Channels that never exceed zero on any image."""
+        return np.flatnonzero(self.stats(module).max <= 0)
+
+    def crop(self, module: str, index: int, location: tuple[int, int]) -> Image.Image:
+        if self.sources is None or self.prepare is None:
+            raise LayerScopeError(
+                "this sweep was loaded without its images: Sweep.load(path, images=...) "
+                "re-attaches them (a folder, paths or the Dataset it was run on)"
+            )
+        prepared = self.prepare(index)
+        image = prepared.image
+        h, w = prepared.geometry.input_size
+        rf = self.fields.get(module, {}).get(f"{h}x{w}")
+        if rf is None:
+            return image.copy()
+        y0, x0, y1, x1 = rf.box(*location)  # input pixels, end exclusive
+        g = prepared.geometry
+        box = (
+            g.offset[1] + x0 * g.scale[1],
+            g.offset[0] + y0 * g.scale[0],
+            g.offset[1] + x1 * g.scale[1],
+            g.offset[0] + y1 * g.scale[0],
+        )
+        return image.crop(tuple(round(v) for v in box))  # PIL pads past the border with black
+
+    def save(self, path: str | Path) -> Path:
+        """Write the sweep to ``path`` (see :mod:`layerscope.dataset.format`)."""
+        from .format import save_sweep
+
+        return save_sweep(self, Path(path))
+
+    @classmethod
+    def load(cls, path: str | Path, images: Any = None, model: Any = None) -> Sweep:
+        """Read a sweep written by :meth:`save`. ``images`` re-attaches the images (for crops);
+        ``model`` checks that the sweep was made with this model's weights."""
+        from .format import load_sweep
+
+        return load_sweep(Path(path), images=images, model=model)

@@ -1,0 +1,283 @@
+"""The dataset sweep against brute force (every image hooked by hand, ranked), with ties and a
+dead channel; unreadable files; the on-disk format; resuming after an interrupt or a killed
+process; crops under the receptive field."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+from torch import nn
+
+import layerscope as ls
+from layerscope.dataset import Sweep
+
+PRE = ls.Preprocess(resize=(32, 32))
+
+
+class Tiny(nn.Module):
+    """Channel 4 is constant (every image ties), channel 5 never exceeds zero (dead)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 6, 3, stride=2, padding=1)
+        with torch.no_grad():
+            self.conv.weight[4:] = 0
+            self.conv.bias[4] = 1.0
+            self.conv.bias[5] = -1.0
+        self.relu = nn.ReLU()
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.relu(self.conv(x)).mean((2, 3)))
+
+
+def make_images(folder: Path, n: int) -> list[Path]:
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        pixels = rng.integers(0, 256, (40 + i % 3, 48, 3), dtype=np.uint8)
+        p = folder / ("sub" if i % 2 else "") / f"img{i:02d}.png"
+        p.parent.mkdir(exist_ok=True)
+        Image.fromarray(pixels).save(p)
+        paths.append(p)
+    return sorted(paths)
+
+
+def brute_force(model, paths, module, k):
+    """Hook every image by hand, one at a time; rank by score, then by image index."""
+    rows = []
+    out = {}
+    h = dict(model.named_modules())[module].register_forward_hook(
+        lambda m, a, o: out.__setitem__("o", o.detach().clone())
+    )
+    try:
+        for p in paths:
+            with torch.no_grad():
+                model(PRE(p).tensor)
+            rows.append(out["o"][0])
+    finally:
+        h.remove()
+    maps = torch.stack(rows)  # (N, C, H, W)
+    flat = maps.flatten(2)
+    best, where = flat.max(2)
+    top = {}
+    for c in range(maps.shape[1]):
+        order = sorted(range(len(paths)), key=lambda i: (-float(best[i, c]), i))[:k]
+        top[c] = [(str(paths[i]), float(best[i, c]), divmod(int(where[i, c]), maps.shape[-1]))
+                  for i in order]  # fmt: skip
+    return top, maps
+
+
+def test_top_k_and_statistics_equal_brute_force(tmp_path):
+    model = Tiny().eval()
+    paths = make_images(tmp_path / "photos", 11)
+    sw = ls.sweep(
+        model, tmp_path / "photos", ["relu"], k=4, preprocess=PRE, batch_size=3, progress=False
+    )
+    top, maps = brute_force(model, paths, "relu", 4)
+    assert sw.images == 11 and sw.skipped == []
+    for c in range(6):
+        got = [(e.source, e.score, e.location) for e in sw.top("relu", c)]
+        assert [g[0] for g in got] == [t[0] for t in top[c]], c  # ties: the lower index first
+        assert [g[1] for g in got] == pytest.approx([t[1] for t in top[c]])
+        assert [g[2] for g in got] == [t[2] for t in top[c]]
+    assert [e.source for e in sw.top("relu", 4)] == [str(p) for p in paths[:4]]  # all tie
+    a = maps.numpy()
+    stats = sw.stats("relu")
+    assert stats.mean == pytest.approx(a.mean((0, 2, 3)), rel=1e-5, abs=1e-6)
+    assert stats.max == pytest.approx(a.max((0, 2, 3)))
+    assert stats.fraction_zero == pytest.approx((a == 0).mean((0, 2, 3)))
+    assert list(sw.dead("relu")) == [5]
+
+
+def test_a_real_network_in_one_batch_or_many(tmp_path):
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18().eval()
+    paths = make_images(tmp_path / "p", 9)
+    one = ls.sweep(
+        net, paths, ["layer2", "avgpool"], k=3, preprocess=PRE, batch_size=9, progress=False
+    )
+    many = ls.sweep(
+        net, paths, ["layer2", "avgpool"], k=3, preprocess=PRE, batch_size=2, progress=False
+    )
+    top, _ = brute_force(net, paths, "layer2", 3)
+    for c in (0, 17, 127):
+        assert [e.source for e in one.top("layer2", c)] == [t[0] for t in top[c]]
+        assert [(e.source, e.location) for e in one.top("layer2", c)] == [
+            (e.source, e.location) for e in many.top("layer2", c)
+        ]
+        assert [e.score for e in one.top("layer2", c)] == pytest.approx(
+            [e.score for e in many.top("layer2", c)], rel=1e-5
+        )
+    assert one.top("avgpool", 3)[0].location == (0, 0)  # a 1x1 map
+
+
+def test_unreadable_files_are_skipped_and_reported(tmp_path):
+    model = Tiny().eval()
+    make_images(tmp_path / "mix", 3)
+    (tmp_path / "mix" / "notes.jpg").write_text("not an image")
+    good = tmp_path / "mix" / "img00.png"
+    (tmp_path / "mix" / "truncated.png").write_bytes(good.read_bytes()[:60])
+    sw = ls.sweep(model, tmp_path / "mix", ["relu"], k=2, preprocess=PRE, progress=False)
+    assert sw.images == 3
+    assert sorted(Path(s).name for s, _ in sw.skipped) == ["notes.jpg", "truncated.png"]
+    assert all("image" in why.lower() for _, why in sw.skipped)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "a.png").write_text("nope")
+    with pytest.raises(ls.LayerScopeError, match="no image could be read"):
+        ls.sweep(model, tmp_path / "bad", ["relu"], preprocess=PRE, progress=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ls.LayerScopeError, match="no images in"):
+        ls.sweep(model, tmp_path / "empty", ["relu"], progress=False)
+
+
+def test_datasets_tensors_and_crops():
+    model = Tiny().eval()
+    data = torchvision.datasets.FakeData(
+        size=7, image_size=(3, 40, 40), num_classes=2, random_offset=3
+    )
+    sw = ls.sweep(model, data, ["relu", "conv"], k=3, preprocess=PRE, progress=False)
+    assert sw.images == 7 and isinstance(sw.top("relu", 0)[0].source, int)
+    tensors = [torch.rand(3, 40, 40, generator=torch.Generator().manual_seed(i)) for i in range(5)]
+    by_tensor = ls.sweep(model, tensors, ["relu"], k=2, preprocess=PRE, progress=False)
+    assert by_tensor.images == 5
+    # The crop is the unit's receptive field on the original image: conv 3x3 stride 2 pad 1 on a
+    # 32 px input from a 40 px image: 3 input px = 3.75 image px; a corner unit is padded.
+    ex = sw.top("conv", 0)[0]
+    row, col = ex.location
+    x0, x1 = (2 * col - 1) * 1.25, (2 * col + 2) * 1.25  # input px 2c-1 .. 2c+2, times 40/32
+    y0, y1 = (2 * row - 1) * 1.25, (2 * row + 2) * 1.25
+    assert ex.crop().size == (round(x1) - round(x0), round(y1) - round(y0))
+    corner = sw.crop("conv", 0, (0, 0))
+    assert np.asarray(corner)[0, 0].tolist() == [0, 0, 0]  # past the border: black
+    with pytest.raises(ls.LayerScopeError, match="did you mean 'relu'"):
+        sw.top("rellu", 0)
+
+
+def test_save_load_and_refuse_another_model(tmp_path):
+    model = Tiny().eval()
+    make_images(tmp_path / "p", 5)
+    sw = ls.sweep(model, tmp_path / "p", ["relu"], k=3, preprocess=PRE, progress=False)
+    path = sw.save(tmp_path / "s.safetensors")
+    again = Sweep.load(path, images=tmp_path / "p", model=model)
+    for c in range(6):
+        assert [(e.source, e.score) for e in again.top("relu", c)] == [
+            (e.source, e.score) for e in sw.top("relu", c)
+        ]
+    assert np.array_equal(again.stats("relu").max, sw.stats("relu").max)
+    other = Tiny().eval()
+    with torch.no_grad():
+        other.conv.weight.mul_(2)
+    with pytest.raises(ls.LayerScopeError, match="other weights"):
+        Sweep.load(path, model=other)
+    with pytest.raises(ls.LayerScopeError, match="another sweep .*model weights"):
+        ls.sweep(other, tmp_path / "p", ["relu"], k=3, preprocess=PRE, path=path, progress=False)
+
+
+def test_an_interrupted_sweep_continues_and_counts_no_image_twice(tmp_path):
+    model = Tiny().eval()
+    make_images(tmp_path / "p", 10)
+    whole = ls.sweep(
+        model, tmp_path / "p", ["relu"], k=3, preprocess=PRE, batch_size=2, progress=False
+    )
+    path = tmp_path / "run.safetensors"
+
+    def stop_after_four(done, total):
+        if done >= 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ls.sweep(
+            model,
+            tmp_path / "p",
+            ["relu"],
+            k=3,
+            preprocess=PRE,
+            batch_size=2,
+            path=path,
+            progress=stop_after_four,
+        )
+    partial = Sweep.load(path)
+    assert partial.images == 4 and len(partial.processed) == 4
+    counted = []
+    resumed = ls.sweep(
+        model,
+        tmp_path / "p",
+        ["relu"],
+        k=3,
+        preprocess=PRE,
+        batch_size=2,
+        path=path,
+        progress=lambda d, t: counted.append(d),
+    )
+    assert resumed.images == 10 and counted[0] > 4 and counted[-1] == 10
+    for c in range(6):
+        assert [(e.source, e.score) for e in resumed.top("relu", c)] == [
+            (e.source, e.score) for e in whole.top("relu", c)
+        ]
+    stats, ref = resumed.stats("relu"), whole.stats("relu")
+    assert stats.mean == pytest.approx(ref.mean) and stats.max == pytest.approx(ref.max)
+
+
+KILLED = textwrap.dedent("""
+    import sys, time, torch
+    sys.path.insert(0, {tests!r})
+    import layerscope as ls
+    lsw = sys.modules["layerscope.dataset"]
+    from test_sweep import Tiny, PRE
+    lsw.CHECKPOINT_SECONDS = 0.0  # a checkpoint after every batch
+    def slow(done, total):
+        print(done, flush=True)
+        time.sleep(0.3)
+    ls.sweep(Tiny().eval(), {folder!r}, ["relu"], k=3, preprocess=PRE, batch_size=2,
+             path={path!r}, progress=slow)
+""")
+
+
+def test_a_killed_process_loses_only_the_last_batch(tmp_path):
+    make_images(tmp_path / "p", 12)
+    path = tmp_path / "killed.safetensors"
+    code = KILLED.format(
+        tests=str(Path(__file__).parent), folder=str(tmp_path / "p"), path=str(path)
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent)},
+    )
+    for line in proc.stdout:  # wait until some batches are done, then kill it outright
+        if int(line) >= 6:
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait()
+    partial = Sweep.load(path)
+    assert 4 <= partial.images < 12
+    model = Tiny().eval()
+    resumed = ls.sweep(
+        model,
+        tmp_path / "p",
+        ["relu"],
+        k=3,
+        preprocess=PRE,
+        batch_size=2,
+        path=path,
+        progress=False,
+    )
+    whole = ls.sweep(model, tmp_path / "p", ["relu"], k=3, preprocess=PRE, progress=False)
+    assert resumed.images == 12
+    assert [(e.source, e.score) for e in resumed.top("relu", 2)] == [
+        (e.source, e.score) for e in whole.top("relu", 2)
+    ]
