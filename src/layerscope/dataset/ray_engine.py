@@ -1,0 +1,127 @@
+"""The Ray Data engine: images read, decoded and preprocessed in Ray tasks; the model in an actor
+pool (one model per actor, a GPU per actor where there are any) that reduces each batch to
+partial top-k and statistics; the partials merged on the driver. Top-k and statistics are
+mergeable (:class:`~layerscope.dataset.topk.ChannelTopK`), so the result does not depend on how
+the images were split.
+
+Connects to the cluster Ray itself would pick (``RAY_ADDRESS``, or a session already
+initialised with ``ray.init``), else starts a local one. ``pip install layerscope[ray]``."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import LayerScopeError
+from .local import forward_batch
+from .sources import Sources
+from .topk import ChannelTopK
+
+__all__ = ["run_ray"]
+
+
+class _Decode:
+    """A Ray task: image index -> its model input as bytes (or why it could not be read)."""
+
+    def __init__(self, sources: Sources, preprocess: Any) -> None:
+        self.sources, self.preprocess = sources, preprocess
+
+    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        index = int(row["index"])
+        try:
+            x = self.sources.prepare(index, self.preprocess).tensor[0].float().contiguous()
+        except Exception as exc:  # unreadable, corrupt: reported, never fatal
+            return {
+                "index": index,
+                "shape": [],
+                "data": b"",
+                "error": f"{type(exc).__name__}: {exc}",
+            }
+        return {"index": index, "shape": list(x.shape), "data": x.numpy().tobytes(), "error": ""}
+
+
+class _Reduce:
+    """A Ray actor holding one copy of the model: a batch of inputs -> one partial result."""
+
+    def __init__(self, model: nn.Module, modules: list[str], k: int) -> None:
+        self.model, self.modules, self.k = model, modules, k
+        if torch.cuda.is_available():
+            self.model.to("cuda")
+        self.device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        self.named = dict(model.named_modules())
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        states = {n: ChannelTopK(self.k) for n in self.modules}
+        groups: dict[tuple[int, ...], list[tuple[int, torch.Tensor]]] = {}
+        counted, skipped, shape = [], [], None
+        for index, dims, data, error in zip(batch["index"], batch["shape"], batch["data"],
+                                            batch["error"]):  # fmt: skip
+            if error:
+                skipped.append((int(index), str(error)))
+                continue
+            x = torch.frombuffer(bytearray(data), dtype=torch.float32).reshape(*map(int, dims))
+            groups.setdefault(tuple(x.shape), []).append((int(index), x))
+        for group in groups.values():
+            ids = torch.tensor([i for i, _ in group], dtype=torch.int64)
+            x = torch.stack([t for _, t in group]).to(self.device)
+            forward_batch(self.model, self.named, self.modules, states, x, ids)
+            counted.extend(int(i) for i in ids)
+            shape = tuple(x.shape)
+        partial = {n: s.to("cpu") for n, s in states.items()}
+        blob = pickle.dumps((partial, counted, skipped, shape))
+        return {"partial": np.array([blob], dtype=object)}
+
+
+def run_ray(
+    model: nn.Module,
+    sources: Sources,
+    modules: list[str],
+    states: dict[str, ChannelTopK],
+    todo: list[int],
+    *,
+    preprocess: Any,
+    batch_size: int,
+    device: torch.device,
+    done: Callable[[list[int], list[tuple[int, str]], Any], None],
+    actors: int | None = None,
+) -> None:
+    try:
+        import ray
+    except ImportError as exc:
+        raise LayerScopeError(
+            "engine='ray' needs Ray: pip install 'layerscope[ray]' (or ray[data])"
+        ) from exc
+    if not todo:
+        return
+    if not ray.is_initialized():
+        ray.init()  # RAY_ADDRESS when set, else a local cluster
+    gpus = ray.cluster_resources().get("GPU", 0)
+    cpus = ray.cluster_resources().get("CPU", 1)
+    pool = actors or max(1, int(gpus) if gpus else min(2, int(cpus)))
+    k = next(iter(states.values())).k
+    cpu_model = model.to("cpu") if device.type != "cpu" else model
+    ds = ray.data.from_items([{"index": i} for i in todo])
+    ds = ds.map(_Decode(sources, preprocess))
+    ds = ds.map_batches(
+        _Reduce,
+        fn_constructor_args=(cpu_model, modules, k),
+        batch_size=batch_size,
+        batch_format="numpy",
+        concurrency=pool,
+        num_gpus=1 if gpus else 0,
+    )
+    try:
+        for batch in ds.iter_batches(batch_size=1, batch_format="numpy"):
+            for blob in batch["partial"]:
+                partial, counted, skipped, shape = pickle.loads(blob)
+                for name, part in partial.items():
+                    states[name].merge(part)
+                done(counted, skipped, shape)
+    finally:
+        if device.type != "cpu":
+            model.to(device)
