@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import layerscope as ls
 from layerscope import Explorer
 from layerscope.models import load_preset
 from layerscope.widget import schema
@@ -83,6 +84,19 @@ def test_every_payload_the_explorer_sends_has_its_declared_shape():
     _check(ex._importance, "ImportancePayload")
     for node in ex._tree:
         _check(node, "TreeNode")
+    _check(ex._status, "StatusPayload")
+    sw = ls.sweep(preset.model, [ls.sample_image(), ls.sample_image("chelsea")], ["backbone.4"],
+                  k=2, preprocess=preset.preprocess.with_size(96), progress=False)  # fmt: skip
+    ex.dataset_sweep = sw
+    _check(ex._dataset, "DatasetPayload")
+    for example in ex._dataset["examples"]:
+        _check(example, "ExamplePayload")
+    ex.hooked_modules = ["backbone.4", "classifier.4"]
+    _check(ex._dataset, "DatasetPayload")  # a module the sweep does not have: why not
+    assert "no classifier.4" in ex._dataset["missing"]
+    ex.selected_module = "backbone.4"
+    ex.show_example(1)
+    _check(ex._unit_mark, "UnitMarkPayload")
     resnet = Explorer("resnet18", weights=None, hooked_modules=["fc"])
     _check(resnet._prediction, "PredictionPayload")
     resnet.ablations = {"fc": [resnet._prediction["top_index"][0]]}
@@ -106,7 +120,8 @@ def _js_fields(typedef: str) -> set[str]:
      "LayoutPayload", "ChannelPayload", "LegendEntry", "SegmentationPayload",
      "ClassScorePayload", "PredictionPayload", "GradcamPayload", "StatusPayload", "TreeNode",
      "UploadPayload", "ArrayPayload", "ShareEntry", "TransitionEntry", "ScoreEntry",
-     "AblationPayload", "ImportancePayload"],
+     "AblationPayload", "ImportancePayload", "ExamplePayload", "DatasetPayload",
+     "UnitMarkPayload"],
 )  # fmt: skip
 def test_the_js_twin_declares_the_same_fields(name):
     keys, _ = _declared(name)

@@ -102,6 +102,44 @@ def test_top_k_and_statistics_equal_brute_force(tmp_path):
     assert list(sw.dead("relu")) == [5]
 
 
+def test_channel_top_k_with_zeros_infinities_and_nans_against_numpy():
+    """Batches with and without non-finite values (the two paths of ChannelTopK.update), merged
+    in any split, against numpy over all images at once: NaN and infinities are no score."""
+    from layerscope.dataset.topk import ChannelTopK
+
+    rng = np.random.default_rng(3)
+    x = np.maximum(rng.normal(size=(12, 5, 4, 6)), 0).astype(np.float32)  # many exact zeros
+    # Non-finite values in images 0-4 only: the batches of images 5-11 take the fast path.
+    x[2, 1, 2, 3] = np.nan
+    x[4, 2, 0, 0] = np.inf
+    x[4, 2, 1, 1] = -np.inf
+    x[:5, 4] = np.nan
+    x[3, 0, 1, 2] = 50.0
+    flat = x.reshape(12, 5, -1)
+    finite = np.isfinite(flat)
+    scores = np.where(finite, flat, -np.inf).max(2)  # (N, C)
+    whole = ChannelTopK(4)
+    whole.update(torch.from_numpy(x), torch.arange(12))
+    for split in ([0, 5, 12], [0, 3, 8, 12]):
+        parts = ChannelTopK(4)
+        for a, b in zip(split, split[1:]):
+            part = ChannelTopK(4)
+            part.update(torch.from_numpy(x[a:b]), torch.arange(a, b))
+            parts.merge(part)
+        for st in (whole, parts):
+            for c in range(5):
+                order = sorted(range(12), key=lambda i: (-scores[i, c], i))[:4]
+                assert st.ids[c].tolist() == order
+                assert st.scores[c].numpy() == pytest.approx(scores[order, c])
+            assert st.ids[0, 0] == 3 and (st.rows[0, 0], st.cols[0, 0]) == (1, 2)
+            values = np.where(finite, flat, 0)
+            assert st.total.numpy() == pytest.approx(values.sum((0, 2)), rel=1e-6)
+            assert st.count.tolist() == finite.sum((0, 2)).tolist()
+            assert st.zeros.tolist() == ((flat == 0) & finite).sum((0, 2)).tolist()
+            peak = np.where(finite, flat, -np.inf).max((0, 2))
+            assert st.peak.numpy() == pytest.approx(peak)
+
+
 def test_a_real_network_in_one_batch_or_many(tmp_path):
     torch.manual_seed(0)
     net = torchvision.models.resnet18().eval()

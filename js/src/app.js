@@ -2,6 +2,7 @@
 // affects once per animation frame, and links heatmaps and image on hover without the kernel.
 
 import { h } from "./controls.js";
+import { drawDataset } from "./dataset.js";
 import { cellAt } from "./geometry.js";
 import * as panels from "./panels.js";
 import { ViewState } from "./state.js";
@@ -51,6 +52,8 @@ const AFFECTS = {
   ablations: ["toolbar", "grid"],
   _importance: ["importance", "layout"],
   show_importance: ["toolbar"],
+  _dataset: ["dataset"],
+  _unit_mark: ["image"],
 };
 
 /**
@@ -94,6 +97,8 @@ function buildDom() {
     gradPlot: h("div", "layerscope-plot layerscope-plot-gradient"),
     scorePlot: h("div", "layerscope-plot layerscope-plot-score"),
     importancePlot: h("div", "layerscope-plot layerscope-plot-importance"),
+    datasetPlot: h("div", "layerscope-plot layerscope-plot-dataset"),
+    datasetBox: h("div", "layerscope-panel layerscope-dataset-panel"),
     gridBox: h("div", "layerscope-panel layerscope-grid-panel"),
     statsBox: h("div", "layerscope-panel layerscope-stats-panel"),
     valuesBox: h("div", "layerscope-panel layerscope-values"),
@@ -114,6 +119,8 @@ function buildDom() {
     dom.segBox,
     dom.scorePlot,
     dom.importancePlot,
+    dom.datasetBox,
+    dom.datasetPlot,
   );
   dom.views.append(dom.chips, dom.toolbar, dom.emptyHint, dom.panels);
   return dom;
@@ -135,6 +142,7 @@ export function createApp({ model, el, plotly }) {
     dom.gradPlot,
     dom.scorePlot,
     dom.importancePlot,
+    dom.datasetPlot,
   ];
 
   /** @param {keyof import("./schema.js").WidgetState} name @param {any} value */
@@ -192,6 +200,7 @@ export function createApp({ model, el, plotly }) {
     values: () => panels.drawValues(ctx),
     segmentation: () => panels.drawSegmentation(ctx),
     importance: () => panels.drawImportance(ctx),
+    dataset: () => drawDataset(ctx),
   };
 
   function render() {
@@ -266,8 +275,8 @@ export function createApp({ model, el, plotly }) {
     schedule(["toolbar", "image"]);
   };
   const onUnhover = () => linkCell(null);
-  /** A bar of the channel-importance view selects its channel. @param {any} ev */
-  const onImportanceClick = (ev) => {
+  /** A bar of the channel-importance or dataset view selects its channel. @param {any} ev */
+  const onChannelBarClick = (ev) => {
     const p = pointOf(ev);
     if (p && p.customdata !== undefined) set("selected_channel", Number(p.customdata));
   };
@@ -281,7 +290,8 @@ export function createApp({ model, el, plotly }) {
     [dom.imagePlot, "plotly_click", (ev) => onImagePoint(ev, true)],
     [dom.imagePlot, "plotly_unhover", onUnhover],
     [dom.imagePlot, "plotly_selected", onImageSelected],
-    [dom.importancePlot, "plotly_click", onImportanceClick],
+    [dom.importancePlot, "plotly_click", onChannelBarClick],
+    [dom.datasetPlot, "plotly_click", onChannelBarClick],
   ];
   // Plotly attaches `.on` to a plot element on its first draw.
   function bindPlotEvents() {

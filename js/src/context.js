@@ -8,7 +8,8 @@
  *   toolbar: HTMLElement, emptyHint: HTMLElement, imagePlot: HTMLElement,
  *   channelPlot: HTMLElement, aggregatePlot: HTMLElement, histPlot: HTMLElement,
  *   gradPlot: HTMLElement, scorePlot: HTMLElement, gridBox: HTMLElement, statsBox: HTMLElement,
- *   valuesBox: HTMLElement, segBox: HTMLElement, importancePlot: HTMLElement}} Dom
+ *   valuesBox: HTMLElement, segBox: HTMLElement, importancePlot: HTMLElement,
+ *   datasetBox: HTMLElement, datasetPlot: HTMLElement}} Dom
  * @typedef {{model: Model, st: import("./state.js").ViewState, dom: Dom,
  *   set: (name: keyof import("./schema.js").WidgetState, value: any) => void, schedule: (parts: string[]) => void,
  *   react: (plot: HTMLElement, fig: import("./views.js").Figure) => void,

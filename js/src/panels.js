@@ -161,7 +161,7 @@ export function drawGrid(ctx) {
       tileMax: layer.tile_max,
       selected: model.get("selected_channel"),
       colorscale: model.get("colorscale"),
-      ablated: (model.get("ablations") || {})[layer.module] || [],
+      ablated: model.get("ablations")?.[layer.module] || [],
       onPick: (c) => set("selected_channel", c),
       onAblate: (c) => toggleAblation(ctx, c),
     }),

@@ -50,8 +50,15 @@
  * @typedef {{module: string, call: number, target: number, name: string, score: number,
  *   channels: number[], estimate: number[], exact: Array<number | null>,
  *   rank_correlation: number | null}} ImportancePayload
- * @typedef {{state: "idle" | "running", done?: number, total?: number | null, label?: string,
- *   seconds?: number}} StatusPayload
+ * @typedef {{rank: number, source: string, score: number, location: number[], crop: Binary,
+ *   crop_size: number[]}} ExamplePayload
+ * @typedef {{module?: string, channel?: number, images?: number, k?: number,
+ *   examples?: ExamplePayload[], mean?: ArrayPayload, max?: ArrayPayload,
+ *   fraction_zero?: ArrayPayload, dead?: ArrayPayload, missing?: string}} DatasetPayload
+ * @typedef {{module: string, channel: number, location: number[], cell: number[],
+ *   field: number[]}} UnitMarkPayload
+ * @typedef {{state: "idle" | "running", done?: number, total?: number | null, unit?: string,
+ *   label?: string, seconds?: number}} StatusPayload
  * @typedef {{id: string, name: string, cls: string, parent: string | null, children: string[],
  *   depth: number, params: number, total_params: number, shape: any, calls: number | null,
  *   rf: FieldPayload | null}} TreeNode
@@ -66,7 +73,8 @@
  *   gradcam_region: number[], overlay_opacity: number, colorscale: string,
  *   selected_class: number, image_name: string, ablations: Record<string, number[]>,
  *   show_importance: boolean, _ablation: Partial<AblationPayload>,
- *   _importance: Partial<ImportancePayload>, _tree: TreeNode[], _samples: string[],
+ *   _importance: Partial<ImportancePayload>, _dataset: DatasetPayload,
+ *   _unit_mark: Partial<UnitMarkPayload>, _tree: TreeNode[], _samples: string[],
  *   _upload: UploadPayload, _image: Partial<ImagePayload>, _geometry: GeometryPayload,
  *   _layer: LayerPayload | NoLayer, _channel: Partial<ChannelPayload>,
  *   _segmentation: Partial<SegmentationPayload>, _class_score: Partial<ClassScorePayload>,

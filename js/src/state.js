@@ -154,7 +154,8 @@ export class ViewState {
   imageBoxes() {
     const info = this.linkInfo();
     const cell = this.cell();
-    if (!info || !cell) return [];
+    const unit = this.unitBoxes();
+    if (!info || !cell) return unit;
     /** @type {Outline[]} */
     const boxes = [{ box: cellBox(info.g, info.size, info.pool, cell.row, cell.col), color: "#ff3b30" }];
     if (this.layer.rf) {
@@ -164,6 +165,27 @@ export class ViewState {
         dash: "dash",
       });
     }
-    return boxes;
+    return [...boxes, ...unit];
+  }
+
+  /**
+   * The unit of an opened dataset example: its cell (solid) and receptive field (dotted),
+   * clipped to the image.
+   * @returns {Outline[]}
+   */
+  unitBoxes() {
+    const mark = this.model.get("_unit_mark") || {};
+    const size = this.model.get("_image")?.size;
+    if (!mark.cell || !mark.field || !size) return [];
+    const clip = (/** @type {number[]} */ b) => ({
+      y0: Math.max(0, b[0]),
+      x0: Math.max(0, b[1]),
+      y1: Math.min(size[0], b[2]),
+      x1: Math.min(size[1], b[3]),
+    });
+    return [
+      { box: clip(mark.cell), color: "#00e5ff" },
+      { box: clip(mark.field), color: "#00e5ff", dash: "dot" },
+    ];
   }
 }

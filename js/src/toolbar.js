@@ -11,7 +11,9 @@ export function drawHeader({ model, dom, set }) {
   dom.title.textContent = model.get("_title");
   const st = model.get("_status") || {};
   if (st.state === "running") {
-    dom.status.textContent = st.total ? `running: ${st.done} / ${st.total} module calls` : `running… ${st.label || ""}`;
+    dom.status.textContent = st.total
+      ? `running${st.label ? ` ${st.label}` : ""}: ${st.done} / ${st.total} ${st.unit || "module calls"}`
+      : `running… ${st.label || ""}`;
     dom.progress.hidden = false;
     if (st.total) {
       dom.progress.max = st.total;
@@ -185,7 +187,7 @@ function drawInterventions({ model, st, set }, bar) {
   const layer = st.layer;
   const ablations = model.get("ablations") || {};
   const count = Object.values(ablations).reduce((a, v) => a + v.length, 0);
-  const hasClasses = !!(st.maskUrl || (model.get("_prediction") || {}).top_index);
+  const hasClasses = !!(st.maskUrl || model.get("_prediction")?.top_index);
   if (!hasClasses || (layer.kind !== "maps" && layer.kind !== "vector")) return;
   const module = layer.module;
   if (layer.kind === "maps" && module) {

@@ -148,3 +148,13 @@ test("figures: image axes in pixels, histogram as fractions", () => {
   assert.deepEqual(hist.data[0].y, [0.25, 0.75]);
   assert.deepEqual(hist.data[0].x, [0.5, 1.5]);
 });
+
+test("dataset bars: dead channels grey, the selected one marked even when dead", async () => {
+  const { barColours, statsFigure, ALIVE, DEAD, SELECTED } = await import("../src/dataset.js");
+  assert.deepEqual(barColours(5, 1, [3, 1]), [ALIVE, SELECTED, ALIVE, DEAD, ALIVE]);
+  assert.deepEqual(barColours(3, -1, []), [ALIVE, ALIVE, ALIVE]);
+  const theme = { font: "#000", grid: "#ccc", dark: false };
+  const fig = statsFigure({ mean: [0.5, 0], max: [2, 0], zero: [0.25, 1], dead: [1], selected: 0, title: "t", theme });
+  assert.deepEqual(fig.data[0].customdata, [0, 1]);
+  assert.equal(fig.data[0].text[0], "channel 0: mean 0.500, max 2.00, 25% zero");
+});

@@ -306,3 +306,53 @@ def test_channel_importance_bars_select_their_channel(page, lab_url):
     )
     page.wait_for_function(KERNEL_IDLE)
     assert run_cell(page, "print(explorer.selected_channel)").strip() == first
+
+
+def test_clicking_a_dataset_patch_opens_its_image_with_the_unit_marked(page, lab_url, tmp_path):
+    open_quickstart(page, lab_url)
+    rng = np.random.default_rng(1)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (72, 88, 3), dtype=np.uint8)).save(
+            tmp_path / f"photo{i}.png"
+        )
+    before = page.eval_on_selector(".layerscope-plot-image", "el => el.layout.images[0].source")
+    run_cell(page, f"sw = explorer.sweep({str(tmp_path)!r}, k=4); print(sw.images)")
+    page.wait_for_selector(".layerscope-dataset-tile img", timeout=60_000)
+    tiles = page.locator(".layerscope-dataset-tile")
+    assert tiles.count() == 4
+    title = page.inner_text(".layerscope-dataset-panel .layerscope-panel-title")
+    channel = run_cell(page, "print(explorer.selected_channel)").strip()
+    assert f"channel {channel}," in title and "of 6 images" in title
+    # The statistics bars: one per channel of backbone.layer4.
+    assert page.eval_on_selector(".layerscope-plot-dataset", "el => el.data[0].x.length") == 2048
+    tiles.nth(1).click()
+    page.wait_for_function(
+        "(src) => document.querySelector('.layerscope-plot-image').layout.images[0].source !== src",
+        arg=before,
+        timeout=60_000,
+    )
+    page.wait_for_function(KERNEL_IDLE)
+    out = run_cell(
+        page,
+        "import json; e = sw.top(explorer.selected_module, explorer.selected_channel)[1]; "
+        "print(json.dumps([explorer.image_name == str(e.source), explorer.selected_channel, "
+        "explorer._unit_mark['cell'], explorer._image['size']]))",
+    )
+    same, shown_channel, cell, (h, w) = json.loads(out)
+    assert same and str(shown_channel) == channel
+    # The unit's cell is outlined on the new image where the kernel put it (clipped to it).
+    page.wait_for_function(
+        "() => document.querySelector('.layerscope-plot-image').layout.shapes"
+        ".some((s) => s.line.color === '#00e5ff')",
+        timeout=30_000,
+    )
+    shape = page.eval_on_selector(
+        ".layerscope-plot-image",
+        "el => el.layout.shapes.find((s) => s.line.color === '#00e5ff' && s.line.dash === 'solid')",
+    )
+    y0, x0, y1, x1 = cell
+    expected = [max(0, y0), max(0, x0), min(h, y1), min(w, x1)]
+    got = [shape["y0"], shape["x0"], shape["y1"], shape["x1"]]
+    assert all(math.isclose(a, b, abs_tol=1e-6) for a, b in zip(got, expected)), (got, expected)
+    page.locator(".layerscope-dataset-panel").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "dataset-panel.png"))

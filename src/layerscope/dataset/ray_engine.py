@@ -48,12 +48,16 @@ class _Decode:
 class _Reduce:
     """A Ray actor holding one copy of the model: a batch of inputs -> one partial result."""
 
-    def __init__(self, model: nn.Module, modules: list[str], k: int) -> None:
-        self.model, self.modules, self.k = model, modules, k
+    def __init__(self, model: Any, modules: list[str], k: int) -> None:
+        import ray
+
+        # The model comes through the object store (one copy per node), not inside the UDF.
+        self.model = ray.get(model) if isinstance(model, ray.ObjectRef) else model
+        self.modules, self.k = modules, k
         if torch.cuda.is_available():
             self.model.to("cuda")
-        self.device = next((p.device for p in model.parameters()), torch.device("cpu"))
-        self.named = dict(model.named_modules())
+        self.device = next((p.device for p in self.model.parameters()), torch.device("cpu"))
+        self.named = dict(self.model.named_modules())
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         states = {n: ChannelTopK(self.k) for n in self.modules}
@@ -109,10 +113,10 @@ def run_ray(
     ds = ds.map(_Decode(sources, preprocess))
     ds = ds.map_batches(
         _Reduce,
-        fn_constructor_args=(cpu_model, modules, k),
+        fn_constructor_args=(ray.put(cpu_model), modules, k),
         batch_size=batch_size,
         batch_format="numpy",
-        concurrency=pool,
+        compute=ray.data.ActorPoolStrategy(size=pool),
         num_gpus=1 if gpus else 0,
     )
     try:

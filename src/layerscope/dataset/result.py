@@ -11,11 +11,14 @@ import numpy as np
 from PIL import Image
 
 from ..errors import LayerScopeError, close_matches
+from ..preprocess import PreparedImage
 from ..receptive import ReceptiveField
 from .sources import Sources
 from .topk import ChannelTopK
 
 __all__ = ["Sweep", "Example", "ChannelStats"]
+
+Box = tuple[float, float, float, float]
 
 
 @dataclass(frozen=True)
@@ -118,26 +121,47 @@ class Sweep:
         return np.flatnonzero(self.stats(module).max <= 0)
 
     def crop(self, module: str, index: int, location: tuple[int, int]) -> Image.Image:
+        prepared, field, _ = self.unit_boxes(module, index, location)
+        if field is None:
+            return prepared.image.copy()
+        y0, x0, y1, x1 = field
+        return prepared.image.crop((round(x0), round(y0), round(x1), round(y1)))  # black pad
+
+    def unit_boxes(
+        self, module: str, index: int, location: tuple[int, int]
+    ) -> tuple[PreparedImage, Box | None, Box | None]:
+        """Image ``index`` as the sweep prepared it, and where unit ``location`` of ``module``
+        lies on it, as boxes (y0, x0, y1, x1) in the pixels of ``prepared.image`` (not clipped):
+        the unit's receptive field and its stride footprint (the cell). None when the module's
+        field is not known (a vector output)."""
         if self.sources is None or self.prepare is None:
             raise LayerScopeError(
                 "this sweep was loaded without its images: Sweep.load(path, images=...) "
                 "re-attaches them (a folder, paths or the Dataset it was run on)"
             )
         prepared = self.prepare(index)
-        image = prepared.image
         h, w = prepared.geometry.input_size
         rf = self.fields.get(module, {}).get(f"{h}x{w}")
         if rf is None:
-            return image.copy()
-        y0, x0, y1, x1 = rf.box(*location)  # input pixels, end exclusive
+            return prepared, None, None
         g = prepared.geometry
-        box = (
-            g.offset[1] + x0 * g.scale[1],
-            g.offset[0] + y0 * g.scale[0],
-            g.offset[1] + x1 * g.scale[1],
-            g.offset[0] + y1 * g.scale[0],
-        )
-        return image.crop(tuple(round(v) for v in box))  # PIL pads past the border with black
+        row, col = location
+        (sy, sx) = rf.stride
+
+        def to_image(y0: float, x0: float, y1: float, x1: float) -> Box:
+            oy, ox = g.offset
+            return (oy + y0 * g.scale[0], ox + x0 * g.scale[1],
+                    oy + y1 * g.scale[0], ox + x1 * g.scale[1])  # fmt: skip
+
+        field = to_image(*rf.box(row, col))  # input pixels, end exclusive
+        cell = to_image(row * sy, col * sx, (row + 1) * sy, (col + 1) * sx)
+        return prepared, field, cell
+
+    def original(self, index: int) -> Any:
+        """Image ``index`` as it was given (a path, a dataset item's image, a tensor)."""
+        if self.sources is None:
+            raise LayerScopeError("this sweep was loaded without its images: pass images=")
+        return self.sources.load(index)
 
     def save(self, path: str | Path) -> Path:
         """Write the sweep to ``path`` (see :mod:`layerscope.dataset.format`)."""

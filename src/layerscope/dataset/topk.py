@@ -44,24 +44,30 @@ class ChannelTopK:
         x = out.detach().float()
         b, c = x.shape[:2]
         flat = x.reshape(b, c, -1)
-        finite = torch.isfinite(flat)
-        ranked = torch.where(finite, flat, torch.full((), -math.inf, device=x.device))
-        best, where = ranked.max(2)  # (B, C)
-        width = x.shape[-1] if x.dim() == 4 else 1
         ids = ids.to(x.device, torch.int64)
+        # Three passes over the output (maximum with its place, sum, non-zeros), each reading
+        # it once: the sweep's cost beside the forward. Sums are exact only when every value is
+        # finite, which a finite sum shows; otherwise the masked path below.
+        best, where = flat.max(2)  # (B, C)
+        sums = flat.sum(2)
+        if torch.isfinite(sums).all():
+            total = sums.sum(0, dtype=torch.float64)
+            count = torch.full((c,), b * flat.shape[2], dtype=torch.int64, device=x.device)
+            # A byte count of zeros per (image, channel), then per channel: faster than
+            # count_nonzero or a bool sum on CPU; int16 where it cannot overflow.
+            small = torch.int16 if flat.shape[2] < 2**15 else torch.int32
+            zeros = (flat == 0).view(torch.uint8).sum(2, dtype=small).sum(0, dtype=torch.int64)
+            peak = best.amax(0)
+        else:
+            best, where, total, count, peak, zeros = _masked(flat)
+        width = x.shape[-1] if x.dim() == 4 else 1
         new = _Candidates(
             best.T,
             ids[None].expand(c, b),
             (where // width).T.to(torch.int32),
             (where % width).T.to(torch.int32),
         )
-        values = torch.where(finite, flat, torch.zeros((), device=x.device))
-        self._add_stats(
-            values.sum((0, 2), dtype=torch.float64),
-            finite.sum((0, 2)).to(torch.int64),
-            ranked.amax((0, 2)),
-            ((flat == 0) & finite).sum((0, 2)).to(torch.int64),
-        )
+        self._add_stats(total, count, peak, zeros)
         self._keep(new)
 
     def merge(self, other: ChannelTopK) -> None:
@@ -108,6 +114,23 @@ class ChannelTopK:
         by_score = torch.argsort(scores, dim=1, descending=True, stable=True)[:, : self.k]
         order = by_id.gather(1, by_score)
         self.scores, self.ids, self.rows, self.cols = (t.gather(1, order) for t in new)
+
+
+def _masked(flat: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Top scores and statistics of a (B, C, N) output holding infinities or NaNs: those values
+    are left out (a NaN or an infinity is no image's score)."""
+    finite = torch.isfinite(flat)
+    ranked = torch.where(finite, flat, torch.full((), -math.inf, device=flat.device))
+    best, where = ranked.max(2)
+    values = torch.where(finite, flat, torch.zeros((), device=flat.device))
+    return (
+        best,
+        where,
+        values.sum((0, 2), dtype=torch.float64),
+        finite.sum((0, 2)).to(torch.int64),
+        ranked.amax((0, 2)),
+        ((flat == 0) & finite).sum((0, 2)).to(torch.int64),
+    )
 
 
 STATE_FIELDS = ("scores", "ids", "rows", "cols", "total", "count", "peak", "zeros")

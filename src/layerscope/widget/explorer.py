@@ -23,6 +23,7 @@ from torch import nn
 from ..activations import Activations
 from ..capture import resolve_modules
 from ..compare import Comparison, compare_images, compare_models
+from ..dataset import Sweep
 from ..errors import LayerScopeError
 from ..gradients import GradCam, grad_cam
 from ..images import SAMPLE_IMAGES, sample_image
@@ -30,6 +31,8 @@ from ..nested import iter_tensors
 from ..preprocess import PreparedImage, Preprocess
 from ..receptive import ReceptiveField
 from . import validation as check
+from .dataset_panel import DatasetPanel
+from .dataset_view import dataset_payload
 from .export import write_html
 from .figures import build_figure
 from .options import check_options, resolve_model
@@ -41,14 +44,16 @@ from .viewstate import ViewOptions, ViewState, module_view
 
 __all__ = ["Explorer"]
 
-_ORDER = ("image", "hooks", "layer", "channel", "class", "gradcam", "ablation", "importance")
-_AFTER = {"image": _ORDER[1:], "hooks": ("layer", "channel", "gradcam", "importance"),
-          "layer": ("channel", "gradcam", "importance"), "channel": (),
+_ORDER = ("image", "hooks", "layer", "channel", "class", "gradcam", "ablation", "importance",
+          "dataset")  # fmt: skip
+_AFTER = {"image": _ORDER[1:], "hooks": ("layer", "channel", "gradcam", "importance", "dataset"),
+          "layer": ("channel", "gradcam", "importance", "dataset"), "channel": ("dataset",),
           "class": ("gradcam", "importance"), "gradcam": (), "ablation": (),
-          "importance": ()}  # fmt: skip
-_CLEARS = {"layer": ("_layer", "_channel", "_gradcam", "_importance"), "channel": ("_channel",),
-           "class": ("_class_score",), "gradcam": ("_gradcam",), "ablation": ("_ablation",),
-           "importance": ("_importance",)}  # fmt: skip
+          "importance": (), "dataset": ()}  # fmt: skip
+_CLEARS = {"layer": ("_layer", "_channel", "_gradcam", "_importance", "_dataset"),
+           "channel": ("_channel",), "class": ("_class_score",), "gradcam": ("_gradcam",),
+           "ablation": ("_ablation",), "importance": ("_importance",),
+           "dataset": ("_dataset",)}  # fmt: skip
 _STEP_OF = {"image_name": "image", "_upload": "image", "hooked_modules": "hooks",
             "selected_module": "layer", "selected_call": "layer", "selected_frame": "layer",
             "selected_channel": "channel", "selected_class": "class", "overlay": "gradcam",
@@ -57,7 +62,7 @@ _STEP_OF = {"image_name": "image", "_upload": "image", "hooked_modules": "hooks"
             "show_importance": "importance"}  # fmt: skip
 
 
-class Explorer(LayerScopeWidget):
+class Explorer(DatasetPanel, LayerScopeWidget):
     """Look inside a model while it runs.
 
     >>> Explorer()                      # DeepLabV3-ResNet50 on the bundled astronaut
@@ -72,7 +77,8 @@ class Explorer(LayerScopeWidget):
     :class:`Preprocess`. ``memory_budget``: bytes for the model's captures (one budget per
     model, shared by its Explorers and Capturers). ``layouts``: where the tracer cannot tell,
     which dimensions of a module's output are channels and grid (``{"features.5": "NHWC"}``).
-    Any public trait (``selected_channel=...``) may be given too.
+    ``sweep``: a :class:`~layerscope.Sweep` of this model for the Dataset panel (or run one with
+    ``explorer.sweep(images)``). Any public trait (``selected_channel=...``) may be given too.
 
     Errors from the widget's actions show in the widget; ``explorer.errors`` lists them and
     ``explorer.last_traceback`` holds the full traceback of the latest one."""
@@ -92,6 +98,7 @@ class Explorer(LayerScopeWidget):
         topk: int = 16,
         bins: int = 64,
         layouts: dict[str, str] | None = None,
+        sweep: Sweep | None = None,
         **options: Any,
     ) -> None:
         own = [
@@ -112,6 +119,7 @@ class Explorer(LayerScopeWidget):
         self._hooked: list[str] = []
         self._fresh: dict[str, list[Any]] = {}
         self._pending_image: Any = None
+        self._init_dataset(sweep)
         model, preprocess, class_names, self._notice, self._title = resolve_model(
             model, weights=weights, device=device, preprocess=preprocess,
             class_names=class_names, image_size=image_size,
@@ -230,17 +238,25 @@ class Explorer(LayerScopeWidget):
 
     def figure(self, view: str = "overlay") -> Any:
         """The shown view as a ``plotly.graph_objects.Figure``: ``"overlay"``, ``"channel"``,
-        ``"aggregate"``, ``"grid"``, ``"histogram"``, ``"mask"``, ``"score"``, ``"vector"`` or
-        ``"gradcam"``."""
+        ``"aggregate"``, ``"grid"``, ``"histogram"``, ``"mask"``, ``"score"``, ``"vector"``,
+        ``"gradcam"``, ``"ablation"``, ``"importance"`` or ``"dataset"``."""
         return build_figure(self._view, view)
 
     def to_html(self, path: str | Path) -> Path:
         """Write a single self-contained HTML file (plotly.js inlined, no network needed) with
         the image, the prediction and every hooked module's views, still interactive."""
-        modules = [(n, self._view if n == self.selected_module else self._module_view(n))
+        modules = [(n, self._view if n == self.selected_module else self._exported_view(n))
                    for n in self.hooked_modules]  # fmt: skip
         return write_html(path, title=self._title, prediction=self._view, modules=modules,
                           notice=self._notice)  # fmt: skip
+
+    def _exported_view(self, name: str) -> ViewState:
+        """A hooked module's views for the export, with its Dataset panel when swept."""
+        view = self._module_view(name)
+        if self._sweep is not None and name in self._sweep.modules and view.channel:
+            channel = view.channel["channel"]
+            view = view.with_(dataset=dataset_payload(self._sweep, name, channel, self._crops))
+        return view
 
     def _module_view(self, name: str, **kw: Any) -> ViewState:
         fresh = self._fresh.pop(name, None)
@@ -388,6 +404,7 @@ class Explorer(LayerScopeWidget):
             self._segmentation = dict(scene.segmentation or {})
             self._prediction = dict(scene.prediction or {})
             self._layer, self._channel, self._gradcam, self._class_score = {}, {}, {}, {}
+            self._dataset, self._unit_mark = {}, {}
             self.image_name = self._shown_name = name
         self._steps.mark("hooks")
         self._steps.mark("class")

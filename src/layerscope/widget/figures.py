@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 from ..errors import LayerScopeError
 from ..images import Geometry
 from .contract import colorscale_stops
+from .dataset_figure import dataset_figure
 from .schema import decode_array
 from .viewstate import ViewState
 
@@ -30,6 +31,7 @@ VIEWS = (
     "gradcam",
     "ablation",
     "importance",
+    "dataset",
 )
 _PER_KIND = {
     "maps": ("overlay", "channel", "aggregate", "grid", "histogram"),
@@ -42,6 +44,8 @@ def views_for(view: ViewState) -> tuple[str, ...]:
     """The views that have something to show for the view-state's module."""
     kind = (view.layer or {}).get("kind", "")
     extra = ("importance",) if view.importance else ()
+    if view.dataset and "examples" in view.dataset:
+        extra = (*extra, "dataset")
     return (*_PER_KIND.get(kind, ()), *extra)
 
 
@@ -94,6 +98,8 @@ def build_figure(view: ViewState, name: str) -> go.Figure:
         return _ablation(view)
     if name == "importance":
         return _importance(view)
+    if name == "dataset":
+        return dataset_figure(view.dataset)
     if name == "gradcam":
         gc = view.gradcam
         if not gc:
@@ -230,6 +236,11 @@ def _image_figure(view: ViewState, title: str) -> go.Figure:
     fig.add_layout_image(_layout_image(view.scene.image["jpeg"], "image/jpeg", view))
     fig.update_xaxes(range=[0, w], visible=False)
     fig.update_yaxes(range=[h, 0], visible=False, scaleanchor="x")
+    if view.unit:  # a dataset example's unit: its cell (solid) and receptive field (dashed)
+        for key, colour, dash in (("cell", "#00e5ff", "solid"), ("field", "#00e5ff", "dash")):
+            y0, x0, y1, x1 = view.unit[key]  # type: ignore[literal-required]
+            fig.add_shape(type="rect", x0=x0, y0=y0, x1=x1, y1=y1,
+                          line=dict(color=colour, width=2, dash=dash))  # fmt: skip
     return _layout(fig, title)
 
 

@@ -37,6 +37,9 @@ __all__ = [
     "ScoreEntry",
     "AblationPayload",
     "ImportancePayload",
+    "ExamplePayload",
+    "DatasetPayload",
+    "UnitMarkPayload",
     "TreeNode",
     "UploadPayload",
     "array_buffer",
@@ -245,10 +248,52 @@ class ImportancePayload(TypedDict):
     rank_correlation: float | None
 
 
+class ExamplePayload(TypedDict):
+    """One of a channel's top images in a dataset sweep: ``rank`` (0 is the best), where it came
+    from, its score and the unit (row, col) in the module's map; ``crop``: the image patch under
+    the unit's receptive field, JPEG (empty when the sweep has no images attached)."""
+
+    rank: int
+    source: str
+    score: float
+    location: list[int]
+    crop: bytes
+    crop_size: list[int]
+
+
+class DatasetPayload(TypedDict, total=False):
+    """The selected channel seen over a dataset: its top images and every channel's statistics
+    (float32 (C,) arrays; ``dead``: int32 indices of the channels never above zero).
+    ``missing`` says why there is nothing to show (no sweep, or one without this module)."""
+
+    module: str
+    channel: int
+    images: int
+    k: int
+    examples: list[ExamplePayload]
+    mean: ArrayPayload
+    max: ArrayPayload
+    fraction_zero: ArrayPayload
+    dead: ArrayPayload
+    missing: str
+
+
+class UnitMarkPayload(TypedDict):
+    """A unit marked on the image (a dataset example opened): its stride footprint ``cell`` and
+    its receptive ``field``, image-pixel boxes (y0, x0, y1, x1) of the shown image."""
+
+    module: str
+    channel: int
+    location: list[int]
+    cell: list[float]
+    field: list[float]
+
+
 class StatusPayload(TypedDict, total=False):
     state: Literal["idle", "running"]
     done: int
     total: int | None
+    unit: str
     label: str
     seconds: float
 

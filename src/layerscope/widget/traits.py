@@ -84,6 +84,8 @@ class LayerScopeWidget(anywidget.AnyWidget):
     _gradcam = _payload()
     _ablation = _payload()
     _importance = _payload()
+    _dataset = _payload()
+    _unit_mark = _payload()
     _status = _payload({"state": "idle"})
     _error = t.Unicode("").tag(sync=True)
     _notice = t.Unicode("").tag(sync=True)

@@ -20,6 +20,7 @@ from .schema import (
     AblationPayload,
     ChannelPayload,
     ClassScorePayload,
+    DatasetPayload,
     GeometryPayload,
     GradcamPayload,
     ImagePayload,
@@ -27,6 +28,7 @@ from .schema import (
     LayerPayload,
     PredictionPayload,
     SegmentationPayload,
+    UnitMarkPayload,
 )
 
 __all__ = ["Scene", "ViewOptions", "ViewState", "module_view"]
@@ -60,7 +62,8 @@ class ViewOptions:
 class ViewState:
     """One screenful: the scene, the selected module's ``layer`` and ``channel`` payloads, the
     Grad-CAM of that module when shown, the prediction with channels ablated and the selected
-    module's channel importance when asked for, and the options the views are drawn with."""
+    module's channel importance when asked for, the selected channel over a dataset sweep, and
+    the options the views are drawn with."""
 
     scene: Scene
     options: ViewOptions = field(default_factory=ViewOptions)
@@ -69,6 +72,8 @@ class ViewState:
     gradcam: GradcamPayload | None = None
     ablation: AblationPayload | None = None
     importance: ImportancePayload | None = None
+    dataset: DatasetPayload | None = None
+    unit: UnitMarkPayload | None = None  # a dataset example's unit, marked on its image
 
     def with_(self, **changes: Any) -> ViewState:
         return replace(self, **changes)

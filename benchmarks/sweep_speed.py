@@ -1,0 +1,166 @@
+"""Dataset sweep: its throughput against plain batched inference, the Ray engine against the local
+one, and its peak memory as the number of images grows.
+
+    .venv/bin/python benchmarks/sweep_speed.py       # DeepLabV3-ResNet50, 224 px, batch 8, CPU
+
+Every run writes new JPEGs (480 x 360, smooth random shapes and noise, a new seed each run) to a
+temporary folder. Plain inference is what a user writes by hand over the same files: open,
+preprocess (resize 224, centre crop 224, normalise), stack 8, forward under no_grad. The sweeps
+use the same preprocessing and batch size. Configurations run interleaved, round after round;
+the figure is each one's median images/s over the warm rounds, beside its first (cold) round.
+The Ray engine runs on a local Ray (all the machine's CPUs, loopback only), started by this
+script: its cold figure includes starting Ray. Peak memory: the peak resident set of a fresh
+process sweeping N and then 10 N images (five stages), each in its own process."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFilter
+
+import layerscope as ls
+from layerscope.dataset import DEFAULT_PREPROCESS, IMAGE_SUFFIXES
+from layerscope.models import load_preset
+
+STAGES = [f"backbone.layer{i}" for i in range(1, 5)] + ["classifier"]
+
+
+def write_images(folder: Path, n: int, seed: int) -> list[Path]:
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        base = rng.integers(0, 256, 3)
+        img = Image.new("RGB", (480, 360), tuple(int(v) for v in base))
+        draw = ImageDraw.Draw(img)
+        for _ in range(12):
+            x0, y0 = rng.integers(0, 440), rng.integers(0, 320)
+            w, h = rng.integers(20, 200, 2)
+            colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+            shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
+            shape([int(x0), int(y0), int(x0 + w), int(y0 + h)], fill=colour)
+        noise = rng.normal(0, 12, (360, 480, 3))
+        pixels = np.clip(np.asarray(img.filter(ImageFilter.GaussianBlur(2)), float) + noise, 0, 255)
+        p = folder / f"photo{i:04d}.jpg"
+        Image.fromarray(pixels.astype(np.uint8)).save(p, quality=90)
+        paths.append(p)
+    return paths
+
+
+def plain(model: torch.nn.Module, paths: list[Path], batch: int) -> None:
+    """Batched inference as a user writes it: no hooks, nothing kept."""
+    for start in range(0, len(paths), batch):
+        x = torch.cat(
+            [DEFAULT_PREPROCESS(Image.open(p)).tensor for p in paths[start : start + batch]]
+        )
+        with torch.no_grad():
+            model(x)
+
+
+def memory_child(folder: str, n: int, batch: int) -> None:
+    """In a fresh process: sweep the first ``n`` images of ``folder``, print the peak RSS."""
+    torch.manual_seed(0)
+    model = load_preset("deeplabv3_resnet50", weights=None).model
+    paths = sorted(p for p in Path(folder).iterdir() if p.suffix in IMAGE_SUFFIXES)[:n]
+    sw = ls.sweep(model, paths, STAGES, k=16, batch_size=batch, progress=False)
+    assert sw.images == n
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"images": n, "peak_mib": peak_kib / 1024}))
+
+
+def peak_mib(folder: Path, n: int, batch: int) -> float:
+    out = subprocess.run(
+        [sys.executable, __file__, "--memory-child", str(folder), "--images", str(n),
+         "--batch", str(batch)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--images", type=int, default=64)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-every-module", action="store_true")
+    p.add_argument("--no-ray", action="store_true")
+    p.add_argument("--no-memory", action="store_true")
+    p.add_argument("--memory-images", type=int, default=16, help="N for the 1x / 10x memory run")
+    p.add_argument("--memory-child", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.memory_child:
+        memory_child(args.memory_child, args.images, args.batch)
+        return
+
+    tmp = Path(tempfile.mkdtemp(prefix="sweep-bench-"))
+    seed = time.time_ns() % 2**32
+    paths = write_images(tmp / "photos", args.images, seed)
+    torch.manual_seed(0)
+    model = load_preset("deeplabv3_resnet50", weights=None, device=args.device).model
+    every = [n for n, _ in model.named_modules() if n]
+    runs: dict[str, object] = {
+        "plain inference": lambda: plain(model, paths, args.batch),
+        "sweep, five stages": lambda: ls.sweep(
+            model, paths, STAGES, batch_size=args.batch, progress=False
+        ),
+    }
+    if not args.no_every_module:
+        runs[f"sweep, every module ({len(every)})"] = lambda: ls.sweep(
+            model, paths, every, batch_size=args.batch, progress=False
+        )
+    if not args.no_ray:
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # a local Ray on loopback only
+        import ray
+
+        def on_ray() -> None:
+            if not ray.is_initialized():
+                ray.init(include_dashboard=False, log_to_driver=False)
+            ls.sweep(model, paths, STAGES, batch_size=args.batch, engine="ray", progress=False)
+
+        runs["sweep on Ray (local), five stages"] = on_ray
+
+    print(f"DeepLabV3-ResNet50, random weights, 224 px, batch {args.batch}, {args.images} new "
+          f"JPEG images, {args.device}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads")  # fmt: skip
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(args.rounds):
+        for name, run in runs.items():
+            t0 = time.perf_counter()
+            run()  # type: ignore[operator]
+            times[name].append(time.perf_counter() - t0)
+    base = statistics.median(times["plain inference"][1:])
+    print(f"{'':36} {'cold img/s':>10} {'warm img/s':>10} {'vs plain':>9}")
+    for name, ts in times.items():
+        warm = statistics.median(ts[1:])
+        print(f"{name:36} {args.images / ts[0]:10.2f} {args.images / warm:10.2f} "
+              f"{base / warm:8.2f}x")  # fmt: skip
+    if not args.no_ray:
+        local = statistics.median(times["sweep, five stages"][1:])
+        ray_t = statistics.median(times["sweep on Ray (local), five stages"][1:])
+        print(f"Ray engine / local engine, five stages (warm): {local / ray_t:.2f}x")
+        ray.shutdown()
+    if not args.no_memory:
+        n = args.memory_images
+        write_images(tmp / "memory", 10 * n, seed + 1)
+        one, ten = (
+            peak_mib(tmp / "memory", n, args.batch),
+            peak_mib(tmp / "memory", 10 * n, args.batch),
+        )
+        print(f"peak memory, five stages: {n} images {one:.0f} MiB, {10 * n} images {ten:.0f} MiB "
+              f"({(ten / one - 1) * 100:+.1f} %)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
