@@ -117,3 +117,17 @@ def test_figures_export_and_errors(swept, tmp_path):
     assert all(e["crop"] == b"" for e in ex._dataset["examples"])
     with pytest.raises(LayerScopeError, match="without its images"):
         ex.show_example(0)
+
+
+def test_the_montage_is_the_crops_best_first(swept):
+    _, _, sw = swept
+    top = sw.top("relu", 2)
+    sheet = sw.montage("relu", 2, side=40, cols=2)
+    assert sheet.size == (2 * 42, 2 * 42)
+    for i, e in enumerate(top):
+        crop = e.crop()
+        crop.thumbnail((40, 40))
+        r, c = divmod(i, 2)
+        x, y = c * 42 + 1 + (40 - crop.width) // 2, r * 42 + 1 + (40 - crop.height) // 2
+        tile = sheet.crop((x, y, x + crop.width, y + crop.height))
+        assert np.array_equal(np.asarray(tile), np.asarray(crop)), i

@@ -127,6 +127,25 @@ class Sweep:
         y0, x0, y1, x1 = field
         return prepared.image.crop((round(x0), round(y0), round(x1), round(y1)))  # black pad
 
+    def montage(
+        self, module: str, channel: int, side: int = 112, cols: int | None = None
+    ) -> Image.Image:
+        """The channel's top patches in a grid, best first (left to right, then down), each
+        scaled to fit ``side`` x ``side`` on black: Zeiler and Fergus's figure for one unit."""
+        crops = [e.crop() for e in self.top(module, channel)]
+        if not crops:
+            raise LayerScopeError(f"{module} channel {channel} has no examples yet")
+        cols = cols or min(len(crops), 8)
+        rows = -(-len(crops) // cols)
+        sheet = Image.new("RGB", (cols * (side + 2), rows * (side + 2)))
+        for i, crop in enumerate(crops):
+            crop.thumbnail((side, side))
+            r, c = divmod(i, cols)
+            x = c * (side + 2) + (side - crop.width) // 2
+            y = r * (side + 2) + (side - crop.height) // 2
+            sheet.paste(crop, (x + 1, y + 1))
+        return sheet
+
     def unit_boxes(
         self, module: str, index: int, location: tuple[int, int]
     ) -> tuple[PreparedImage, Box | None, Box | None]:
