@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -58,14 +59,16 @@ def write_images(folder: Path, n: int, seed: int) -> list[Path]:
     return paths
 
 
-def plain(model: torch.nn.Module, paths: list[Path], batch: int) -> None:
+def plain(model: torch.nn.Module, paths: list[Path], batch: int, device: str) -> None:
     """Batched inference as a user writes it: no hooks, nothing kept."""
     for start in range(0, len(paths), batch):
         x = torch.cat(
             [DEFAULT_PREPROCESS(Image.open(p)).tensor for p in paths[start : start + batch]]
         )
         with torch.no_grad():
-            model(x)
+            model(x.to(device))
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def memory_child(folder: str, n: int, batch: int) -> None:
@@ -76,16 +79,18 @@ def memory_child(folder: str, n: int, batch: int) -> None:
     sw = ls.sweep(model, paths, STAGES, k=16, batch_size=batch, progress=False)
     assert sw.images == n
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"images": n, "peak_mib": peak_kib / 1024}))
+    status = Path("/proc/self/status").read_text()
+    now_kib = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")))
+    print(json.dumps({"images": n, "peak_mib": peak_kib / 1024, "end_mib": now_kib / 1024}))
 
 
-def peak_mib(folder: Path, n: int, batch: int) -> float:
+def memory(folder: Path, n: int, batch: int) -> dict[str, float]:
     out = subprocess.run(
         [sys.executable, __file__, "--memory-child", str(folder), "--images", str(n),
          "--batch", str(batch)],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
-    return json.loads(out.stdout.strip().splitlines()[-1])["peak_mib"]
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -97,6 +102,7 @@ def main() -> None:
     p.add_argument("--no-every-module", action="store_true")
     p.add_argument("--no-ray", action="store_true")
     p.add_argument("--no-memory", action="store_true")
+    p.add_argument("--memory-only", action="store_true")
     p.add_argument("--memory-images", type=int, default=16, help="N for the 1x / 10x memory run")
     p.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -106,12 +112,16 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="sweep-bench-"))
     seed = time.time_ns() % 2**32
+    if args.memory_only:
+        report_memory(tmp, seed, args.memory_images, args.batch)
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
     paths = write_images(tmp / "photos", args.images, seed)
     torch.manual_seed(0)
     model = load_preset("deeplabv3_resnet50", weights=None, device=args.device).model
     every = [n for n, _ in model.named_modules() if n]
     runs: dict[str, object] = {
-        "plain inference": lambda: plain(model, paths, args.batch),
+        "plain inference": lambda: plain(model, paths, args.batch, args.device),
         "sweep, five stages": lambda: ls.sweep(
             model, paths, STAGES, batch_size=args.batch, progress=False
         ),
@@ -139,6 +149,8 @@ def main() -> None:
         for name, run in runs.items():
             t0 = time.perf_counter()
             run()  # type: ignore[operator]
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()  # the last batch's work counts
             times[name].append(time.perf_counter() - t0)
     base = statistics.median(times["plain inference"][1:])
     print(f"{'':36} {'cold img/s':>10} {'warm img/s':>10} {'vs plain':>9}")
@@ -152,14 +164,18 @@ def main() -> None:
         print(f"Ray engine / local engine, five stages (warm): {local / ray_t:.2f}x")
         ray.shutdown()
     if not args.no_memory:
-        n = args.memory_images
-        write_images(tmp / "memory", 10 * n, seed + 1)
-        one, ten = (
-            peak_mib(tmp / "memory", n, args.batch),
-            peak_mib(tmp / "memory", 10 * n, args.batch),
-        )
-        print(f"peak memory, five stages: {n} images {one:.0f} MiB, {10 * n} images {ten:.0f} MiB "
-              f"({(ten / one - 1) * 100:+.1f} %)")  # fmt: skip
+        report_memory(tmp, seed + 1, args.memory_images, args.batch)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def report_memory(tmp: Path, seed: int, n: int, batch: int) -> None:
+    write_images(tmp / "memory", 10 * n, seed)
+    one = memory(tmp / "memory", n, batch)
+    ten = memory(tmp / "memory", 10 * n, batch)
+    print(f"peak memory (resident), five stages: {n} images {one['peak_mib']:.0f} MiB, "
+          f"{10 * n} images {ten['peak_mib']:.0f} MiB "
+          f"({(ten['peak_mib'] / one['peak_mib'] - 1) * 100:+.1f} %); at the end "
+          f"{one['end_mib']:.0f} and {ten['end_mib']:.0f} MiB")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -131,3 +131,27 @@ def test_the_montage_is_the_crops_best_first(swept):
         x, y = c * 42 + 1 + (40 - crop.width) // 2, r * 42 + 1 + (40 - crop.height) // 2
         tile = sheet.crop((x, y, x + crop.width, y + crop.height))
         assert np.array_equal(np.asarray(tile), np.asarray(crop)), i
+
+
+def test_images_of_several_sizes_each_get_their_units_field(tmp_path):
+    """Two aspect ratios: two input sizes (in one batch), each with its own receptive fields;
+    every example then has a unit to mark and a crop of the field's size."""
+    rng = np.random.default_rng(0)
+    for i, size in enumerate([(40, 60), (60, 40), (40, 60), (60, 40), (50, 50)]):
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(
+            tmp_path / f"{i}.png"
+        )
+    model = Tiny().eval()
+    pre = ls.Preprocess(resize=32)  # the shorter side: three input shapes
+    sw = ls.sweep(model, tmp_path, ["relu"], k=5, preprocess=pre, batch_size=8, progress=False)
+    assert sorted(sw.fields["relu"]) == ["32x32", "32x48", "48x32"]
+    for c in range(4):
+        for e in sw.top("relu", c):
+            prepared, field, cell = sw.unit_boxes("relu", e.index, e.location)
+            assert field is not None and cell is not None
+            rf = sw.fields["relu"]["x".join(map(str, prepared.geometry.input_size))]
+            assert e.crop().size == (
+                round(field[3]) - round(field[1]),
+                round(field[2]) - round(field[0]),
+            )
+            assert field[2] - field[0] == pytest.approx(rf.size[0] * prepared.geometry.scale[0])

@@ -310,11 +310,14 @@ def test_channel_importance_bars_select_their_channel(page, lab_url):
 
 def test_clicking_a_dataset_patch_opens_its_image_with_the_unit_marked(page, lab_url, tmp_path):
     open_quickstart(page, lab_url)
-    rng = np.random.default_rng(1)
-    for i in range(6):
-        Image.fromarray(rng.integers(0, 256, (72, 88, 3), dtype=np.uint8)).save(
-            tmp_path / f"photo{i}.png"
-        )
+    from layerscope import sample_image
+
+    for name in ("astronaut", "chelsea"):  # crops of the bundled photos: a small real dataset
+        photo = Image.open(sample_image(name)).convert("RGB")
+        w, h = photo.size
+        for i, (fx, fy) in enumerate([(0, 0), (0.4, 0.1), (0.1, 0.4)]):
+            box = (int(fx * w), int(fy * h), int((fx + 0.6) * w), int((fy + 0.6) * h))
+            photo.crop(box).save(tmp_path / f"{name}{i}.jpg")
     before = page.eval_on_selector(".layerscope-plot-image", "el => el.layout.images[0].source")
     run_cell(page, f"sw = explorer.sweep({str(tmp_path)!r}, k=4); print(sw.images)")
     page.wait_for_selector(".layerscope-dataset-tile img", timeout=60_000)
@@ -354,5 +357,7 @@ def test_clicking_a_dataset_patch_opens_its_image_with_the_unit_marked(page, lab
     expected = [max(0, y0), max(0, x0), min(h, y1), min(w, x1)]
     got = [shape["y0"], shape["x0"], shape["y1"], shape["x1"]]
     assert all(math.isclose(a, b, abs_tol=1e-6) for a, b in zip(got, expected)), (got, expected)
+    page.set_viewport_size({"width": 1400, "height": 2000})  # the image and the panel at once
+    page.locator(".layerscope-root").first.scroll_into_view_if_needed()
     page.locator(".layerscope-dataset-panel").scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "dataset-panel.png"))

@@ -83,12 +83,12 @@ def sweep(
     bar = _progress(progress, len(sources), len(result.processed))
     every = Every(CHECKPOINT_SECONDS)
 
-    def done(counted: list[int], skipped: list[tuple[int, str]], shape: Any) -> None:
+    def done(counted: list[int], skipped: list[tuple[int, str]], shapes: list[Any]) -> None:
         result.images += len(counted)
         result.skipped.extend((sources.labels[i], why) for i, why in skipped)
         result.processed.update(counted)
         result.processed.update(i for i, _ in skipped)
-        if shape is not None:
+        for shape in shapes:  # each input size has its own grid of units
             _fields(model, result, names, shape, dev)
         bar(len(counted) + len(skipped))
         if path and every():

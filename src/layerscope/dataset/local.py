@@ -85,9 +85,9 @@ def run_local(
     batch_size: int,
     num_workers: int,
     device: torch.device,
-    done: Callable[[list[int], list[tuple[int, str]], torch.Size | None], None],
+    done: Callable[[list[int], list[tuple[int, str]], list[torch.Size]], None],
 ) -> None:
-    """Count the images ``todo``; after each batch, ``done(counted, skipped, input shape)``."""
+    """Count the images ``todo``; after each batch, ``done(counted, skipped, input shapes)``."""
     named = dict(model.named_modules())
     loader = torch.utils.data.DataLoader(
         PreparedItems(sources, preprocess, todo),
@@ -102,13 +102,13 @@ def run_local(
         groups: dict[tuple[int, ...], list[tuple[int, torch.Tensor]]] = {}
         for i, x in good:  # a batch is one shape; images of another shape go in their own
             groups.setdefault(tuple(x.shape), []).append((i, x))
-        shape = None
+        shapes = []
         for group in groups.values():
             ids = torch.tensor([i for i, _ in group], dtype=torch.int64)
             x = torch.stack([t for _, t in group]).to(device)
             forward_batch(model, named, modules, states, x, ids)
-            shape = x.shape
-        done([i for i, _ in good], skipped, shape)
+            shapes.append(x.shape)
+        done([i for i, _ in good], skipped, shapes)
 
 
 class Every:

@@ -1,6 +1,7 @@
-"""The Ray Data engine: images read, decoded and preprocessed in Ray tasks; the model in an actor
-pool (one model per actor, a GPU per actor where there are any) that reduces each batch to
-partial top-k and statistics; the partials merged on the driver. Top-k and statistics are
+"""The Ray Data engine: images read, decoded and preprocessed in a Ray Data map stage (Ray fuses
+it into the actor pool's workers when it can); the model in an actor pool (one model per actor, a
+GPU per actor where there are any) that reduces each batch to partial top-k and statistics; the
+partials merged on the driver. Top-k and statistics are
 mergeable (:class:`~layerscope.dataset.topk.ChannelTopK`), so the result does not depend on how
 the images were split.
 
@@ -62,7 +63,7 @@ class _Reduce:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         states = {n: ChannelTopK(self.k) for n in self.modules}
         groups: dict[tuple[int, ...], list[tuple[int, torch.Tensor]]] = {}
-        counted, skipped, shape = [], [], None
+        counted, skipped, shapes = [], [], []
         for index, dims, data, error in zip(batch["index"], batch["shape"], batch["data"],
                                             batch["error"]):  # fmt: skip
             if error:
@@ -75,9 +76,9 @@ class _Reduce:
             x = torch.stack([t for _, t in group]).to(self.device)
             forward_batch(self.model, self.named, self.modules, states, x, ids)
             counted.extend(int(i) for i in ids)
-            shape = tuple(x.shape)
+            shapes.append(tuple(x.shape))
         partial = {n: s.to("cpu") for n, s in states.items()}
-        blob = pickle.dumps((partial, counted, skipped, shape))
+        blob = pickle.dumps((partial, counted, skipped, shapes))
         return {"partial": np.array([blob], dtype=object)}
 
 
@@ -122,10 +123,10 @@ def run_ray(
     try:
         for batch in ds.iter_batches(batch_size=1, batch_format="numpy"):
             for blob in batch["partial"]:
-                partial, counted, skipped, shape = pickle.loads(blob)
+                partial, counted, skipped, shapes = pickle.loads(blob)
                 for name, part in partial.items():
                     states[name].merge(part)
-                done(counted, skipped, shape)
+                done(counted, skipped, shapes)
     finally:
         if device.type != "cpu":
             model.to(device)
