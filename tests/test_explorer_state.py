@@ -120,7 +120,7 @@ def test_payload_stays_small_for_a_2048_channel_layer(preset):
 
 def test_figures_export_what_is_shown(explorer):
     explorer.hooked_modules = ["backbone.layer2"]
-    for view in set(VIEWS) - {"vector", "gradcam", "ablation", "importance"}:
+    for view in set(VIEWS) - {"vector", "gradcam", "ablation", "importance", "dataset"}:
         fig = explorer.figure(view)
         assert isinstance(fig, go.Figure) and fig.data or fig.layout.images, view
     z = np.asarray(explorer.figure("channel").data[0].z)
@@ -135,6 +135,8 @@ def test_figures_export_what_is_shown(explorer):
         explorer.figure("ablation")
     with pytest.raises(ls.LayerScopeError, match="set explorer.show_importance"):
         explorer.figure("importance")
+    with pytest.raises(ls.LayerScopeError, match=r"run explorer.sweep\(images\)"):
+        explorer.figure("dataset")
     explorer.overlay = "gradcam"
     assert explorer.figure("gradcam").data[0].z is not None
     explorer.overlay = "aggregate"
