@@ -58,33 +58,13 @@ export function boxShape(box, color, dash = "solid") {
  */
 export function imageFigure(o) {
   const [h, w] = o.size;
+  // Every picture spans the whole axes: the photo below, a mask above it.
+  const stretched = { xref: "x", yref: "y", x: 0, y: 0, sizex: w, sizey: h, sizing: "stretch" };
   /** @type {any[]} */
-  const images = [
-    {
-      source: o.imageUrl,
-      xref: "x",
-      yref: "y",
-      x: 0,
-      y: 0,
-      sizex: w,
-      sizey: h,
-      sizing: "stretch",
-      layer: "below",
-    },
-  ];
+  const images = [{ ...stretched, source: o.imageUrl, layer: "below" }];
   if (o.maskUrl) {
-    images.push({
-      source: o.maskUrl,
-      xref: "x",
-      yref: "y",
-      x: 0,
-      y: 0,
-      sizex: w,
-      sizey: h,
-      sizing: "stretch",
-      opacity: o.maskOpacity ?? 0.5,
-      layer: "above",
-    });
+    const opacity = o.maskOpacity ?? 0.5;
+    images.push({ ...stretched, source: o.maskUrl, opacity, layer: "above" });
   }
   if (o.highlightUrl) {
     // Pixels picked out on the photo (those whose class an ablation changed), fully opaque.

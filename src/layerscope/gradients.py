@@ -15,10 +15,10 @@ import torch
 from torch import nn
 
 from .capture import resolve_modules
-from .errors import CaptureError, LayerScopeError
+from .errors import LayerScopeError
 from .nested import describe, first_tensor, map_tensors
 from .outputs import class_output
-from .safety import as_args, forward_failed, model_kept_as_found, prepare_inputs
+from .safety import as_args, model_kept_as_found, prepare_inputs, run_model
 from .spatial import Layout, spatial_maps
 
 __all__ = ["GradCam", "grad_cam", "grad_cams"]
@@ -106,12 +106,7 @@ def grad_cams(
     handles = [named[n].register_forward_hook(hook(n)) for n in names]
     try:
         with model_kept_as_found(model, train=False, grad=True):
-            try:
-                output = model(*args)
-            except LayerScopeError:
-                raise
-            except Exception as exc:
-                raise CaptureError(forward_failed(model, args, exc)) from exc
+            output = run_model(model, args)
             if strict and not kept:
                 name = names[0]
                 raise LayerScopeError(

@@ -23,7 +23,7 @@ from .capture import Capturer, resolve_modules
 from .errors import CaptureError, LayerScopeError
 from .intervene import capture_storage, reusable_gated, reusable_prefix, run_edited
 from .outputs import class_output
-from .safety import as_args, forward_failed, model_kept_as_found, prepare_inputs
+from .safety import as_args, model_kept_as_found, prepare_inputs, run_model
 
 __all__ = ["ChannelImportance", "channel_importance"]
 
@@ -111,12 +111,7 @@ def channel_importance(
     handle = named[name].register_forward_hook(hook)
     try:
         with model_kept_as_found(model, train=False, grad=True):
-            try:
-                output = model(*args)
-            except LayerScopeError:
-                raise
-            except Exception as exc:
-                raise CaptureError(forward_failed(model, args, exc)) from exc
+            output = run_model(model, args)
             if not kept:
                 raise LayerScopeError(f"{name} ran {seen[0]} time(s): no call {call}")
             found = class_output(output)

@@ -24,9 +24,9 @@ from torch.overrides import TorchFunctionMode
 from .activations import Activations
 from .capture import Capturer, resolve_modules
 from .edits import Edit, Patch, apply_edit, edit_call
-from .errors import CaptureError, LayerScopeError
+from .errors import LayerScopeError
 from .nested import iter_tensors, map_tensors
-from .safety import as_args, forward_failed, model_kept_as_found, prepare_inputs
+from .safety import as_args, model_kept_as_found, prepare_inputs, run_model
 
 __all__ = ["Intervention", "intervene", "reusable_prefix", "reusable_gated", "run_edited"]
 
@@ -317,13 +317,8 @@ def run_edited(
                 named[n].register_forward_hook(edit_hook(n, f)) for n, f in edits.items()
             )
             handles.extend(named[n].register_forward_hook(keep(n)) for n in capture)
-            try:
-                with taint:
-                    output = model(*args)
-            except LayerScopeError:
-                raise
-            except Exception as exc:
-                raise CaptureError(forward_failed(model, args, exc)) from exc
+            with taint:
+                output = run_model(model, args)
     finally:
         for handle in handles:
             handle.remove()

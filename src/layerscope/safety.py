@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import CaptureError
+from .errors import CaptureError, LayerScopeError
 from .nested import iter_tensors, map_tensors
 
 __all__ = ["model_kept_as_found", "as_args", "prepare_inputs", "forward_failed"]
@@ -89,3 +89,14 @@ def forward_failed(model: nn.Module, args: tuple[Any, ...], exc: Exception) -> s
         f"the forward of {type(model).__name__} raised {type(exc).__name__}: {exc} "
         f"(inputs: {shapes}); the model was left as it was found{hint}"
     )
+
+
+def run_model(model: nn.Module, args: tuple[Any, ...]) -> Any:
+    """``model(*args)``; a failure of the model's own code becomes a CaptureError that says
+    what the inputs were (LayerScope's errors, raised from its hooks, pass unchanged)."""
+    try:
+        return model(*args)
+    except LayerScopeError:
+        raise
+    except Exception as exc:
+        raise CaptureError(forward_failed(model, args, exc)) from exc

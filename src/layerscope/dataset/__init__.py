@@ -94,34 +94,15 @@ def sweep(
         if path and every():
             result.save(path)
 
+    job = (model, sources, names, result.states, todo)
+    common = {"preprocess": pre, "batch_size": batch_size, "device": dev, "done": done}
     try:
         if engine == "ray":
             from .ray_engine import run_ray
 
-            run_ray(
-                model,
-                sources,
-                names,
-                result.states,
-                todo,
-                preprocess=pre,
-                batch_size=batch_size,
-                device=dev,
-                done=done,
-            )
+            run_ray(*job, **common)
         else:
-            run_local(
-                model,
-                sources,
-                names,
-                result.states,
-                todo,
-                preprocess=pre,
-                batch_size=batch_size,
-                num_workers=num_workers,
-                device=dev,
-                done=done,
-            )
+            run_local(*job, num_workers=num_workers, **common)
     finally:
         bar(None)
         if path and result.processed:
