@@ -108,6 +108,62 @@ def test_reused_module_shows_each_call(explorer):
     assert explorer.selected_call == 0 and explorer._layer["call"] == 0
 
 
+def _hand_stats(model, inputs, name):
+    """Mean and max of a module's output, by a hand-written hook on a fresh forward."""
+    kept = []
+    hook = dict(model.named_modules())[name].register_forward_hook(
+        lambda m, a, out: kept.append(out.detach().clone())
+    )
+    try:
+        with torch.no_grad():
+            model(inputs)
+    finally:
+        hook.remove()
+    out = kept[0].double().numpy()
+    return out.mean(), out.max()
+
+
+def test_a_module_shown_again_shows_its_current_output():
+    """Going back to a module may reuse its views only while its output is the same: after a
+    write to its weights through ``.data`` and after a new image, its statistics are those of a
+    hand-hooked forward, not those shown before."""
+    model = build_deeplab("mobilenet_v3_large")
+    a, b = "backbone.4", "backbone.8"
+    ex = Explorer(model, ls.sample_image("chelsea"), preprocess=ls.Preprocess(resize=96),
+                  hooked_modules=[a, b])  # fmt: skip
+
+    def shown(name):
+        ex.selected_module = b if name == a else a  # away and back
+        ex.selected_module = name
+        assert ex.errors == {} and ex._layer["module"] == name
+        return ex._layer["stats"]["mean"], ex._layer["stats"]["max"]
+
+    def gradcam_shown_and_fresh(name):
+        shown(name)
+        g = ls.grad_cam(model, ex.inputs, name, ex._gradcam["class"])
+        fresh = (g.score, float(g.gradient.max()))
+        return (ex._gradcam["score"], ex._gradcam["stats"]["max"]), fresh
+
+    before = shown(a)
+    assert before == pytest.approx(_hand_stats(model, ex.inputs, a), rel=1e-5)
+    assert shown(a) == before  # nothing changed: the same views
+    ex.overlay = "gradcam"
+    cam_before, fresh = gradcam_shown_and_fresh(a)
+    assert cam_before == pytest.approx(fresh, rel=1e-5)
+    model.get_submodule("backbone.2.block.0.0").weight.data.mul_(
+        1.7
+    )  # upstream of a; no version bump
+    after = shown(a)
+    assert after == pytest.approx(_hand_stats(model, ex.inputs, a), rel=1e-5)
+    assert after != pytest.approx(before, rel=1e-3)
+    cam_after, fresh = gradcam_shown_and_fresh(a)
+    assert cam_after == pytest.approx(fresh, rel=1e-5) and cam_after != pytest.approx(cam_before)
+    ex.set_image(ls.sample_image("astronaut"))
+    again = shown(a)
+    assert again == pytest.approx(_hand_stats(model, ex.inputs, a), rel=1e-5)
+    assert again != pytest.approx(after, rel=1e-3)
+
+
 def test_payload_stays_small_for_a_2048_channel_layer(preset):
     ex = Explorer(preset.model, ls.sample_image(), preprocess=preset.preprocess.with_size(520))
     ex.hooked_modules = ["backbone.layer4"]
@@ -160,12 +216,44 @@ def test_custom_model_and_constructor_errors():
     assert ex._layer["top_label"] is None and ex.figure("vector").data[0].orientation == "h"
     ex.selected_module = "features.0"
     assert ex._layer["map_size"] == [19, 29]
+    ex.overlay = "gradcam"  # a custom model's scores are not guessed: the error says what to do
+    assert "pass class_names=[...]" in ex.errors["gradcam"]
     with pytest.raises(TypeError, match="did you mean 'hooked_modules'"):
         Explorer(Tiny(), hooked_module=["x"])
     with pytest.raises(TypeError, match="did you mean 'colorscale'"):
         Explorer(Tiny(), colourscale="Hot")  # checked against the widget's own traits
     with pytest.raises(ls.LayerScopeError, match="deeplabv3_resnet50"):
         Explorer("deeplabv3_resnet5")
+
+
+def test_a_torchvision_model_passed_as_itself_has_its_classes():
+    """DeepLabV3 from torchvision's own builder (not a preset, no class_names=) gets its mask,
+    legend and Grad-CAM: the legend holds the classes of the argmax of its upsampled ``out``,
+    computed here by hand, named as torchvision's weights name them; a ResNet its ImageNet
+    labels."""
+    import torch.nn.functional as F
+    import torchvision
+
+    model = build_deeplab("mobilenet_v3_large")
+    ex = Explorer(model, ls.sample_image("chelsea"), preprocess=ls.Preprocess(resize=96),
+                  hooked_modules=["backbone.4"])  # fmt: skip
+    names = torchvision.models.segmentation.DeepLabV3_MobileNet_V3_Large_Weights.DEFAULT.meta
+    assert ex.class_names == names["categories"]
+    with torch.no_grad():
+        out = model(ex.inputs)["out"]
+    mask = F.interpolate(out, size=ex.inputs.shape[-2:], mode="bilinear").argmax(1)
+    legend = ex._segmentation["legend"]
+    assert {e["index"] for e in legend} == set(mask.unique().tolist())
+    assert all(e["name"] == names["categories"][e["index"]] for e in legend)
+    ex.overlay = "gradcam"
+    assert ex.errors == {} and ex._gradcam["class"] == legend[0]["index"]
+
+    resnet = torchvision.models.resnet18(weights=None).eval()
+    ex = Explorer(resnet, ls.sample_image("chelsea"), preprocess=ls.Preprocess(resize=96))
+    with torch.no_grad():
+        top = int(resnet(ex.inputs).argmax())
+    labels = torchvision.models.ResNet18_Weights.DEFAULT.meta["categories"]
+    assert ex._prediction["top_index"][0] == top and ex._prediction["top_label"][0] == labels[top]
 
 
 def test_explorer_leaves_the_model_as_found():

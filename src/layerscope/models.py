@@ -22,7 +22,13 @@ from torchvision.models import segmentation as seg
 from .errors import LayerScopeError, close_matches
 from .preprocess import Preprocess
 
-__all__ = ["Preset", "load_preset", "PRESETS", "PretrainedWeightsUnavailable"]
+__all__ = [
+    "Preset",
+    "load_preset",
+    "PRESETS",
+    "PretrainedWeightsUnavailable",
+    "torchvision_class_names",
+]
 
 
 @dataclass(frozen=True)
@@ -169,3 +175,17 @@ def _from_file(model: nn.Module, path: Path) -> nn.Module:
             "is it for another architecture or preset?"
         )
     return model
+
+
+def torchvision_class_names(model: nn.Module, classes: int) -> list[str] | None:
+    """Class names for a torchvision model passed as itself rather than as a preset: a
+    segmentation model with 21 classes has those of torchvision's segmentation weights (VOC's
+    categories), with another count ``class 0``, ``class 1``, ...; a classifier with 1000
+    classes has ImageNet's. None for any other model: its output is not taken for classes."""
+    origin = type(model).__module__
+    if origin.startswith("torchvision.models.segmentation"):
+        voc = list(seg.DeepLabV3_ResNet50_Weights.DEFAULT.meta["categories"])
+        return voc if classes == len(voc) else [f"class {i}" for i in range(classes)]
+    if origin.startswith("torchvision.models.") and classes == 1000:
+        return list(tvm.ResNet50_Weights.DEFAULT.meta["categories"])
+    return None

@@ -35,6 +35,7 @@ from .dataset_panel import DatasetPanel
 from .dataset_view import dataset_payload
 from .export import write_html
 from .figures import build_figure
+from .memo import PayloadMemo
 from .options import check_options, resolve_model
 from .payload import channel_payload, gradcam_payload
 from .session import Session
@@ -118,6 +119,7 @@ class Explorer(DatasetPanel, LayerScopeWidget):
         self._selected: tuple[str, list[Any]] | None = None  # held: the budget's one exception
         self._hooked: list[str] = []
         self._fresh: dict[str, list[Any]] = {}
+        self._memo = PayloadMemo()  # payloads of outputs the store serves again
         self._pending_image: Any = None
         self._init_dataset(sweep)
         model, preprocess, class_names, self._notice, self._title = resolve_model(
@@ -265,7 +267,8 @@ class Explorer(DatasetPanel, LayerScopeWidget):
         layout = self._session.layout(name, calls[call]) if calls else None
         return module_view(self._view, name, type(self._named[name]).__name__, calls,
                            topk=self._topk, bins=self._bins, class_names=self.class_names,
-                           layout=layout, rf=self._session.fields.get(name), **kw)  # fmt: skip
+                           layout=layout, rf=self._session.fields.get(name), memo=self._memo,
+                           **kw)  # fmt: skip
 
     # -- validation ----------------------------------------------------------------------------
 
@@ -508,8 +511,12 @@ class Explorer(DatasetPanel, LayerScopeWidget):
             raise LayerScopeError(f"Grad-CAM needs a spatial map; {name} has none")
         g = cams[name]
         label = self.class_names[cls] if cls < len(self.class_names) else str(cls)
-        payload = gradcam_payload(name, cls, label, g.cam, g.gradient, score=g.score,
-                                  pixels=g.pixels, bins=self._bins)  # fmt: skip
+        key = ("gradcam", name, cls, label, g.score, g.pixels, self._bins)
+        payload = self._memo.get(key, (g.cam, g.gradient))
+        if payload is None:
+            payload = gradcam_payload(name, cls, label, g.cam, g.gradient, score=g.score,
+                                      pixels=g.pixels, bins=self._bins)  # fmt: skip
+            self._memo.put(key, (g.cam, g.gradient), payload)
         self._publish(self._view.with_(gradcam=payload))
         self._check_budget()
 

@@ -21,6 +21,7 @@ from ..errors import LayerScopeError
 from ..gradients import GradCam, grad_cams
 from ..importance import channel_importance
 from ..intervene import intervene
+from ..models import torchvision_class_names
 from ..outputs import class_output
 from ..preprocess import PreparedImage, Preprocess, prepare_image
 from ..receptive import ReceptiveField
@@ -107,9 +108,14 @@ class Session:
             self._traced[shape] = (tracer.fields, tracer.layouts)
         self.fields, self.layouts = self._traced.get(shape, ({}, {}))
         # Classes are read off the output only when their names are known (presets, a Hugging
-        # Face config, or class_names=): a custom model's 4-D output is not taken for a mask.
+        # Face config, class_names=, or a torchvision model passed as itself): a custom model's
+        # 4-D output is not taken for a mask.
         known = len(self.class_names)
-        classes = class_output(acts.output, known) if known else None
+        classes = class_output(acts.output, known or None)
+        if not known and classes is not None:
+            names = torchvision_class_names(self.model, classes.classes)
+            classes = classes if names else None
+            self.class_names = names or []
         del acts  # the model's raw output is not kept: only what the views need, below
         self.class_kind = classes.kind if classes is not None else None
         self.probs, self.segmentation, self.prediction = None, None, None
@@ -152,7 +158,11 @@ class Session:
             return present[0] if present else 0
         if self.class_kind == "classification" and self.probs is not None:
             return int(self.probs.argmax())
-        raise LayerScopeError("no class to explain: this model's output has no class scores")
+        raise LayerScopeError(
+            "no class to explain: LayerScope found no class scores in this model's output; if "
+            "it has them ((N, K, H, W) or (N, K), or a dict's 'out'), pass class_names=[...] "
+            "with K names to the Explorer"
+        )
 
     def class_score(self, cls: int) -> Any:
         if self.class_kind != "segmentation" or self.probs is None:

@@ -15,6 +15,7 @@ from ..nested import first_tensor
 from ..receptive import ReceptiveField
 from ..spatial import Layout
 from .contract import DEFAULT_COLORSCALE
+from .memo import PayloadMemo
 from .payload import channel_payload, layer_payload
 from .schema import (
     AblationPayload,
@@ -93,25 +94,34 @@ def module_view(
     class_names: list[str] | None = None,
     layout: Layout | None = None,
     rf: ReceptiveField | None = None,
+    memo: PayloadMemo | None = None,
 ) -> ViewState:
     """The view-state of one module call: its layer payload and the selected channel's (the
-    most active one when ``channel`` is None or out of range)."""
+    most active one when ``channel`` is None or out of range). With a ``memo``, the layer
+    payload of an output seen before is reused."""
     if calls and not 0 <= call < len(calls):
         raise IndexError(f"{name} ran {len(calls)} time(s): call {call} does not exist")
     output = calls[call] if calls else None
-    layer = layer_payload(
-        name,
-        cls,
-        output,
-        call=call,
-        calls=len(calls),
-        topk=topk,
-        bins=bins,
-        frame=frame,
-        class_names=class_names,
-        layout=layout,
-        rf=rf if call == 0 else None,
-    )
+    rf = rf if call == 0 else None
+    names = tuple(class_names) if class_names is not None else None
+    key = (name, cls, call, len(calls), frame, topk, bins, names, layout, rf)
+    layer = memo.get(key, output) if memo is not None else None
+    if layer is None:
+        layer = layer_payload(
+            name,
+            cls,
+            output,
+            call=call,
+            calls=len(calls),
+            topk=topk,
+            bins=bins,
+            frame=frame,
+            class_names=class_names,
+            layout=layout,
+            rf=rf,
+        )
+        if memo is not None:
+            memo.put(key, output, layer)
     chosen = None
     if layer["kind"] == "maps" and first_tensor(output) is not None:
         pick = channel if channel is not None and 0 <= channel < layer["channels"] else None
