@@ -8,6 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 import layerscope as ls
@@ -158,7 +159,8 @@ def test_a_module_shown_again_shows_its_current_output():
     assert after != pytest.approx(before, rel=1e-3)
     cam_after, fresh = gradcam_shown_and_fresh(a)
     assert cam_after == pytest.approx(fresh, rel=1e-5) and cam_after != pytest.approx(cam_before)
-    ex.set_image(ls.sample_image("astronaut"))
+    ex.image = ls.sample_image("astronaut")  # the same as ex.set_image(...)
+    assert ex.image.size == Image.open(ls.sample_image("astronaut")).size
     again = shown(a)
     assert again == pytest.approx(_hand_stats(model, ex.inputs, a), rel=1e-5)
     assert again != pytest.approx(after, rel=1e-3)

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 import traitlets as t
+from PIL import Image
 from torch import nn
 
 from ..activations import Activations
@@ -191,6 +192,15 @@ class Explorer(DatasetPanel, LayerScopeWidget):
 
     def unhook(self, *names: str) -> None:
         self.hooked_modules = [n for n in self.hooked_modules if n not in names]
+
+    @property
+    def image(self) -> Image.Image:
+        """The image shown (8-bit RGB); ``explorer.image = x`` is ``explorer.set_image(x)``."""
+        return self._session.prepared.image
+
+    @image.setter
+    def image(self, value: Any) -> None:
+        self.set_image(value)
 
     def set_image(self, image: Any, name: str = "") -> None:
         """Show another image: a path, PIL image, array, tensor or the bytes of an image file.
