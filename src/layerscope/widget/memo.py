@@ -24,7 +24,9 @@ _Stamp = list[tuple["weakref.ref[torch.Tensor]", int]]
 
 def _stamp(output: Any) -> _Stamp | None:
     tensors = list(iter_tensors(output))
-    return [(weakref.ref(t), t._version) for t in tensors] if tensors else None
+    if not tensors or any(t.is_inference() for t in tensors):  # no version counter to read
+        return None
+    return [(weakref.ref(t), t._version) for t in tensors]
 
 
 def _same(stamp: _Stamp, output: Any) -> bool:
