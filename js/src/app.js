@@ -349,8 +349,9 @@ export function createApp({ model, el, plotly }) {
   });
   for (const p of plots) sizeWatch.observe(p);
   // Follow JupyterLab's theme switches.
+  // Every part that hands plotly a figure draws with the theme's colours.
   const themeWatch = new MutationObserver(() =>
-    schedule(["image", "channel", "aggregate", "histogram", "segmentation"]),
+    schedule(["image", "channel", "aggregate", "gradient", "histogram", "segmentation", "importance", "dataset"]),
   );
   themeWatch.observe(document.body, { attributes: true, attributeFilter: ["data-jp-theme-light", "class"] });
 

@@ -4,6 +4,7 @@
 
 import { h } from "./controls.js";
 import { dataUrl, decode } from "./decode.js";
+import { baseLayout } from "./views.js";
 
 /**
  * @typedef {import("./context.js").Context} Context
@@ -57,15 +58,10 @@ export function statsFigure(o) {
       },
     ],
     layout: {
-      title: { text: o.title, font: { size: 12 }, x: 0.02, xanchor: "left" },
+      ...baseLayout(o.theme, o.title),
       margin: { l: 44, r: 8, t: 28, b: 32 },
-      paper_bgcolor: "rgba(0,0,0,0)",
-      plot_bgcolor: "rgba(0,0,0,0)",
-      font: { color: o.theme.font, size: 11 },
       height: 220,
-      autosize: true,
       bargap: 0,
-      uirevision: o.title,
       xaxis: { title: { text: "channel" }, gridcolor: o.theme.grid },
       yaxis: { title: { text: "dataset mean" }, gridcolor: o.theme.grid, zeroline: true },
     },

@@ -14,7 +14,7 @@ import { colorscale } from "./colors.js";
  * @param {string} title
  * @returns {Record<string, any>}
  */
-function baseLayout(theme, title) {
+export function baseLayout(theme, title) {
   return {
     title: { text: title, font: { size: 12 }, x: 0.02, xanchor: "left" },
     margin: { l: 36, r: 8, t: 28, b: 28 },
@@ -190,7 +190,26 @@ export function importanceFigure(o) {
     yaxis: { gridcolor: o.theme.grid, zeroline: true, title: { text: "score drop" } },
     legend: { orientation: "h", y: -0.25 },
   });
-  const color = (/** @type {string} */ c) => o.channels.map((ch) => (ch === o.selected ? "#f58518" : c));
+  // The selected channel gets a band behind its bars: recolouring the bars would recolour the
+  // legend's swatches too (plotly draws them in the first bar's colour, often the selected one's).
+  const at = o.channels.indexOf(o.selected);
+  layout.shapes =
+    at < 0
+      ? []
+      : [
+          {
+            type: "rect",
+            xref: "x",
+            yref: "paper",
+            x0: at - 0.5,
+            x1: at + 0.5,
+            y0: 0,
+            y1: 1,
+            fillcolor: "rgba(245,133,24,0.3)",
+            line: { width: 0 },
+            layer: "below",
+          },
+        ];
   return {
     data: [
       {
@@ -199,7 +218,7 @@ export function importanceFigure(o) {
         x: labels,
         y: o.estimate,
         customdata: o.channels,
-        marker: { color: color("#4c78a8") },
+        marker: { color: "#4c78a8" },
         hovertemplate: "%{x}: %{y:.4g}<extra>estimate</extra>",
       },
       {
@@ -208,7 +227,7 @@ export function importanceFigure(o) {
         x: labels,
         y: o.exact.map((v) => (v === null ? null : v)),
         customdata: o.channels,
-        marker: { color: color("#54a24b") },
+        marker: { color: "#54a24b" },
         hovertemplate: "%{x}: %{y:.4g}<extra>exact</extra>",
       },
     ],

@@ -3,7 +3,7 @@ import { test } from "node:test";
 import { lookupTable, parseColor } from "../src/colors.js";
 import { bytesOf, decode, rows } from "../src/decode.js";
 import { filterTree, formatCount, formatShape, visibleRows } from "../src/tree.js";
-import { histogramFigure, imageFigure } from "../src/views.js";
+import { histogramFigure, imageFigure, importanceFigure } from "../src/views.js";
 
 test("decode reads float32 from an unaligned DataView", () => {
   const src = new Float32Array([1.5, -2, 3.25, 4, 5, 6]);
@@ -157,4 +157,19 @@ test("dataset bars: dead channels grey, the selected one marked even when dead",
   const fig = statsFigure({ mean: [0.5, 0], max: [2, 0], zero: [0.25, 1], dead: [1], selected: 0, title: "t", theme });
   assert.deepEqual(fig.data[0].customdata, [0, 1]);
   assert.equal(fig.data[0].text[0], "channel 0: mean 0.500, max 2.00, 25% zero");
+});
+
+test("importance bars: one colour per trace (so the legend is right), a band behind the selected", () => {
+  const theme = { font: "#000", grid: "#ccc", dark: false };
+  const o = { channels: [7, 3, 9], estimate: [3, 2, 1], exact: [2.5, null, null], title: "t", theme };
+  const fig = importanceFigure({ ...o, selected: 7 }); // the first bar: the one plotly's legend shows
+  assert.deepEqual(
+    fig.data.map((t) => t.marker.color),
+    ["#4c78a8", "#54a24b"],
+  );
+  assert.deepEqual(fig.data[1].x, ["#7", "#3", "#9"]);
+  const [band] = fig.layout.shapes;
+  assert.deepEqual([band.x0, band.x1, band.yref], [-0.5, 0.5, "paper"]); // category 0 of the axis
+  assert.equal(importanceFigure({ ...o, selected: 3 }).layout.shapes[0].x0, 0.5);
+  assert.deepEqual(importanceFigure({ ...o, selected: 42 }).layout.shapes, []);
 });

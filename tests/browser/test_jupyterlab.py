@@ -30,6 +30,33 @@ def image_box(page):
     return json.loads(raw) if raw else None
 
 
+FONT_OF = "(s) => document.querySelector(s).layout.font.color"
+
+
+def screenshot_dark(page, name: str, follow: tuple[str, ...] = (), **kw) -> None:
+    """A screenshot in JupyterLab's dark theme; the light theme is put back after. The plots in
+    ``follow`` must take the dark theme's font colour, as the aggregate heatmap does."""
+
+    def theme(name: str, light: str) -> None:
+        page.evaluate(
+            "(t) => window.jupyterapp.commands.execute('apputils:change-theme', {theme: t})", name
+        )
+        page.wait_for_function(f"() => document.body.dataset.jpThemeLight === '{light}'")
+
+    aggregate = ".layerscope-plot-aggregate"
+    light_font = page.evaluate(FONT_OF, aggregate)
+    for plot in follow:
+        assert page.evaluate(FONT_OF, plot) == light_font, plot  # drawn in the light theme first
+    theme("JupyterLab Dark", "false")
+    page.wait_for_function(f"(c) => ({FONT_OF})({aggregate!r}) !== c", arg=light_font)
+    dark_font = page.evaluate(FONT_OF, aggregate)
+    for plot in follow:
+        page.wait_for_function(f"(s) => ({FONT_OF})(s) === {dark_font!r}", arg=plot, timeout=5000)
+    page.wait_for_timeout(500)  # let the theme's CSS settle before the picture
+    page.screenshot(path=str(ARTIFACTS / name), **kw)
+    theme("JupyterLab Light", "true")
+
+
 def test_click_hook_view_hover_unhook(page, lab_url):
     open_quickstart(page, lab_url)
     page.click(ROW.format("backbone.layer1"))
@@ -89,17 +116,7 @@ def test_click_hook_view_hover_unhook(page, lab_url):
     assert "channel" in page.inner_text(".layerscope-values")
 
     page.screenshot(path=str(ARTIFACTS / "jupyterlab-light.png"), full_page=True)
-    page.evaluate(
-        "() => window.jupyterapp.commands.execute('apputils:change-theme', "
-        "{theme: 'JupyterLab Dark'})"
-    )
-    page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'")
-    page.wait_for_timeout(500)  # let the theme's CSS settle before the picture
-    page.screenshot(path=str(ARTIFACTS / "jupyterlab-dark.png"), full_page=True)
-    page.evaluate(
-        "() => window.jupyterapp.commands.execute('apputils:change-theme', "
-        "{theme: 'JupyterLab Light'})"
-    )
+    screenshot_dark(page, "jupyterlab-dark.png", full_page=True)
 
     # Click again: the hook is gone, in the tree and in Python.
     page.click(ROW.format("backbone.layer1"))
@@ -227,6 +244,7 @@ def test_images_gradcam_and_region_in_the_browser(page, lab_url, tmp_path):
     cols = math.ceil(x1 * s) - math.floor(x0 * s)
     assert pixels == rows * cols
     page.screenshot(path=str(ARTIFACTS / "gradcam.png"), full_page=True)
+    screenshot_dark(page, "gradcam-dark.png", follow=(".layerscope-plot-gradient",), full_page=True)
 
 
 def test_exported_html_works_offline(page, tmp_path):
@@ -306,6 +324,7 @@ def test_channel_importance_bars_select_their_channel(page, lab_url):
     )
     page.wait_for_function(KERNEL_IDLE)
     assert run_cell(page, "print(explorer.selected_channel)").strip() == first
+    screenshot_dark(page, "importance-dark.png", follow=(".layerscope-plot-importance",))
 
 
 def test_clicking_a_dataset_patch_opens_its_image_with_the_unit_marked(page, lab_url, tmp_path):
@@ -361,3 +380,5 @@ def test_clicking_a_dataset_patch_opens_its_image_with_the_unit_marked(page, lab
     page.locator(".layerscope-root").first.scroll_into_view_if_needed()
     page.locator(".layerscope-dataset-panel").scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "dataset-panel.png"))
+    follow = (".layerscope-plot-dataset", ".layerscope-plot-score")
+    screenshot_dark(page, "dataset-panel-dark.png", follow=follow)
