@@ -14,11 +14,11 @@ from torch import nn
 
 from ..nested import first_tensor
 from ..preprocess import Preprocess
-from ..safety import model_kept_as_found
+from ..safety import model_kept_as_found, run_model
 from .sources import Sources
 from .topk import ChannelTopK
 
-__all__ = ["run_local", "PreparedItems"]
+__all__ = ["run_local", "PreparedItems", "forward_by_shape"]
 
 
 class PreparedItems(torch.utils.data.Dataset):
@@ -68,10 +68,32 @@ def forward_batch(
     handles = [named[n].register_forward_hook(reduce(n)) for n in modules]
     try:
         with model_kept_as_found(model, train=False):
-            model(x)
+            run_model(model, (x,))
     finally:
         for h in handles:
             h.remove()
+
+
+def forward_by_shape(
+    model: nn.Module,
+    named: dict[str, nn.Module],
+    modules: list[str],
+    states: dict[str, ChannelTopK],
+    items: list[tuple[int, torch.Tensor]],
+    device: torch.device,
+) -> list[tuple[int, ...]]:
+    """Forward ``items`` ((image index, input) pairs) in batches of one input shape each: an
+    image of another size goes in a batch of its own. Returns the batches' shapes."""
+    groups: dict[tuple[int, ...], list[tuple[int, torch.Tensor]]] = {}
+    for i, x in items:
+        groups.setdefault(tuple(x.shape), []).append((i, x))
+    shapes = []
+    for group in groups.values():
+        ids = torch.tensor([i for i, _ in group], dtype=torch.int64)
+        x = torch.stack([t for _, t in group]).to(device)
+        forward_batch(model, named, modules, states, x, ids)
+        shapes.append(tuple(x.shape))
+    return shapes
 
 
 def run_local(
@@ -85,7 +107,7 @@ def run_local(
     batch_size: int,
     num_workers: int,
     device: torch.device,
-    done: Callable[[list[int], list[tuple[int, str]], list[torch.Size]], None],
+    done: Callable[[list[int], list[tuple[int, str]], list[tuple[int, ...]]], None],
 ) -> None:
     """Count the images ``todo``; after each batch, ``done(counted, skipped, input shapes)``."""
     named = dict(model.named_modules())
@@ -99,15 +121,7 @@ def run_local(
     for items in loader:
         skipped = [(i, why) for i, x, why in items if x is None]
         good = [(i, x) for i, x, _ in items if x is not None]
-        groups: dict[tuple[int, ...], list[tuple[int, torch.Tensor]]] = {}
-        for i, x in good:  # a batch is one shape; images of another shape go in their own
-            groups.setdefault(tuple(x.shape), []).append((i, x))
-        shapes = []
-        for group in groups.values():
-            ids = torch.tensor([i for i, _ in group], dtype=torch.int64)
-            x = torch.stack([t for _, t in group]).to(device)
-            forward_batch(model, named, modules, states, x, ids)
-            shapes.append(x.shape)
+        shapes = forward_by_shape(model, named, modules, states, good, device)
         done([i for i, _ in good], skipped, shapes)
 
 

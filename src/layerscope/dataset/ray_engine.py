@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import LayerScopeError
-from .local import forward_batch
+from .local import forward_by_shape
 from .sources import Sources
 from .topk import ChannelTopK
 
@@ -62,21 +62,16 @@ class _Reduce:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         states = {n: ChannelTopK(self.k) for n in self.modules}
-        groups: dict[tuple[int, ...], list[tuple[int, torch.Tensor]]] = {}
-        counted, skipped, shapes = [], [], []
+        good, skipped = [], []
         for index, dims, data, error in zip(batch["index"], batch["shape"], batch["data"],
                                             batch["error"]):  # fmt: skip
             if error:
                 skipped.append((int(index), str(error)))
                 continue
             x = torch.frombuffer(bytearray(data), dtype=torch.float32).reshape(*map(int, dims))
-            groups.setdefault(tuple(x.shape), []).append((int(index), x))
-        for group in groups.values():
-            ids = torch.tensor([i for i, _ in group], dtype=torch.int64)
-            x = torch.stack([t for _, t in group]).to(self.device)
-            forward_batch(self.model, self.named, self.modules, states, x, ids)
-            counted.extend(int(i) for i in ids)
-            shapes.append(tuple(x.shape))
+            good.append((int(index), x))
+        shapes = forward_by_shape(self.model, self.named, self.modules, states, good, self.device)
+        counted = [i for i, _ in good]
         partial = {n: s.to("cpu") for n, s in states.items()}
         blob = pickle.dumps((partial, counted, skipped, shapes))
         return {"partial": np.array([blob], dtype=object)}
