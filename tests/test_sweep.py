@@ -319,3 +319,21 @@ def test_a_killed_process_loses_only_the_last_batch(tmp_path):
     assert [(e.source, e.score) for e in resumed.top("relu", 2)] == [
         (e.source, e.score) for e in whole.top("relu", 2)
     ]
+
+
+def test_receptive_fields_are_traced_once_per_image_size(monkeypatch):
+    """A swept module without a receptive field (``head``: a vector) must not make every batch
+    trace the model again: one trace per image size, whatever the batch sizes."""
+    import layerscope.dataset as dataset
+
+    traced = []
+    real = dataset.receptive_fields
+    monkeypatch.setattr(
+        dataset, "receptive_fields", lambda m, x: traced.append(x.shape) or real(m, x)
+    )
+    images = [torch.rand(3, 32, 32) for _ in range(5)] + [torch.rand(3, 32, 48) for _ in range(2)]
+    pre = ls.Preprocess(resize=None)
+    sw = ls.sweep(Tiny().eval(), images, ["relu", "head"], k=2, preprocess=pre, batch_size=2,
+                  progress=False)  # fmt: skip
+    assert sorted(tuple(s[-2:]) for s in traced) == [(32, 32), (32, 48)]
+    assert set(sw.fields["relu"]) == {"32x32", "32x48"}

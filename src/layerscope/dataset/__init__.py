@@ -82,6 +82,7 @@ def sweep(
     todo = [i for i in range(len(sources)) if i not in result.processed]
     bar = _progress(progress, len(sources), len(result.processed))
     every = Every(CHECKPOINT_SECONDS)
+    traced: set[tuple[int, ...]] = set()  # image shapes (C, H, W) already traced
 
     def done(counted: list[int], skipped: list[tuple[int, str]], shapes: list[Any]) -> None:
         result.images += len(counted)
@@ -89,7 +90,9 @@ def sweep(
         result.processed.update(counted)
         result.processed.update(i for i, _ in skipped)
         for shape in shapes:  # each input size has its own grid of units
-            _fields(model, result, names, shape, dev)
+            if tuple(shape[1:]) not in traced:  # once: a module with no field would retrace
+                traced.add(tuple(shape[1:]))
+                _fields(model, result, names, shape, dev)
         bar(len(counted) + len(skipped))
         if path and every():
             result.save(path)
