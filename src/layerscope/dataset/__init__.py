@@ -62,16 +62,18 @@ def sweep(
     a list of paths, a torch Dataset returning an image or ``(image, target)``, or an iterable of
     image tensors. ``preprocess``: a :class:`Preprocess` or any callable taking an RGB PIL image
     and returning a tensor (default: resize to 224 and centre-crop 224 x 224). ``device``: where
-    the model runs (default: where its parameters are). Unreadable files are skipped and listed in
-    ``sweep.skipped``. ``path``: checkpoint there as the sweep goes (about every 20 s) and at the
-    end; run again with the same arguments, a sweep continues where it stopped. ``progress``: a
-    progress bar (tqdm), or a callable ``(done, total)``."""
+    the model runs (default: where its parameters are; it is moved back afterwards). Unreadable
+    files are skipped and listed in ``sweep.skipped``. ``path``: checkpoint there as the sweep
+    goes (about every 20 s) and at the end; run again with the same arguments, a sweep
+    continues where it stopped. ``progress``: a progress bar (tqdm), or a callable
+    ``(done, total)``."""
     if k < 1:
         raise LayerScopeError(f"k must be at least 1, got {k}")
     if engine not in ("local", "ray"):
         raise LayerScopeError(f"engine must be 'local' or 'ray', got {engine!r}")
     named = dict(model.named_modules())
     names = resolve_modules(model, modules, named)
+    home = next((p.device for p in model.parameters()), None)  # where the model goes back
     if device is not None:
         model.to(device)
     dev = next((p.device for p in model.parameters()), torch.device("cpu"))
@@ -108,6 +110,8 @@ def sweep(
             run_local(*job, num_workers=num_workers, **common)
     finally:
         bar(None)
+        if device is not None and home is not None:
+            model.to(home)
         if path and result.processed:
             result.save(path)  # also after an interrupt: what was counted is kept
     if result.images == 0:
