@@ -90,13 +90,17 @@ class Geometry:
             min(layer_size[0], (row + 1) * pool) - 1,
             min(layer_size[1], (col + 1) * pool) - 1,
         )
-        iy0 = row * pool * rf.stride[0] - rf.padding[0]
-        ix0 = col * pool * rf.stride[1] - rf.padding[1]
-        iy1 = last_r * rf.stride[0] - rf.padding[0] + rf.size[0]
-        ix1 = last_c * rf.stride[1] - rf.padding[1] + rf.size[1]
-        y0, x0 = self._to_image(iy0, ix0)
-        y1, x1 = self._to_image(iy1, ix1)
-        return self._clip(y0, x0, y1, x1)
+        y0, x0, _, _ = rf.box(row * pool, col * pool)
+        _, _, y1, x1 = rf.box(last_r, last_c)
+        return self._clip(*self.to_image_box((y0, x0, y1, x1)))
+
+    def to_image_box(
+        self, box: tuple[float, float, float, float]
+    ) -> tuple[float, float, float, float]:
+        """An input-pixel box (y0, x0, y1, x1) in image pixels, unclipped."""
+        y0, x0 = self._to_image(box[0], box[1])
+        y1, x1 = self._to_image(box[2], box[3])
+        return (y0, x0, y1, x1)
 
     def region_mask(
         self, box: tuple[float, float, float, float], output_size: tuple[int, int]

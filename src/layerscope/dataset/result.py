@@ -166,14 +166,8 @@ class Sweep:
         g = prepared.geometry
         row, col = location
         (sy, sx) = rf.stride
-
-        def to_image(y0: float, x0: float, y1: float, x1: float) -> Box:
-            oy, ox = g.offset
-            return (oy + y0 * g.scale[0], ox + x0 * g.scale[1],
-                    oy + y1 * g.scale[0], ox + x1 * g.scale[1])  # fmt: skip
-
-        field = to_image(*rf.box(row, col))  # input pixels, end exclusive
-        cell = to_image(row * sy, col * sx, (row + 1) * sy, (col + 1) * sx)
+        field = g.to_image_box(rf.box(row, col))  # input pixels, end exclusive
+        cell = g.to_image_box((row * sy, col * sx, (row + 1) * sy, (col + 1) * sx))
         return prepared, field, cell
 
     def original(self, index: int) -> Any:
