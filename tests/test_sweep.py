@@ -215,6 +215,8 @@ def test_save_load_and_refuse_another_model(tmp_path):
             (e.source, e.score) for e in sw.top("relu", c)
         ]
     assert np.array_equal(again.stats("relu").max, sw.stats("relu").max)
+    best, reloaded = sw.top("relu", 0)[0], again.top("relu", 0)[0]  # crops need the images
+    assert np.array_equal(np.asarray(reloaded.crop()), np.asarray(best.crop()))
     other = Tiny().eval()
     with torch.no_grad():
         other.conv.weight.mul_(2)
@@ -337,3 +339,25 @@ def test_receptive_fields_are_traced_once_per_image_size(monkeypatch):
                   progress=False)  # fmt: skip
     assert sorted(tuple(s[-2:]) for s in traced) == [(32, 32), (32, 48)]
     assert set(sw.fields["relu"]) == {"32x32", "32x48"}
+
+
+def test_a_reloaded_sweep_with_its_own_preprocessing_needs_it_again_for_crops(tmp_path):
+    """A Preprocess is restored from the file; a function of one's own must be given again,
+    and another preprocessing is refused (the crops would not be what the units saw)."""
+    model = Tiny().eval()
+    make_images(tmp_path / "p", 4)
+
+    def squash(image):
+        pixels = np.asarray(image.resize((32, 32)), dtype=np.float32) / 255
+        return torch.from_numpy(pixels).permute(2, 0, 1)
+
+    sw = ls.sweep(model, tmp_path / "p", ["relu"], k=2, preprocess=squash, progress=False)
+    path = sw.save(tmp_path / "s.safetensors")
+    blind = Sweep.load(path, images=tmp_path / "p")
+    with pytest.raises(ls.LayerScopeError, match="preprocess="):
+        blind.top("relu", 0)[0].crop()
+    again = Sweep.load(path, images=tmp_path / "p", preprocess=squash)
+    best = sw.top("relu", 0)[0].crop()
+    assert np.array_equal(np.asarray(again.top("relu", 0)[0].crop()), np.asarray(best))
+    with pytest.raises(ls.LayerScopeError, match="not the sweep's"):
+        Sweep.load(path, images=tmp_path / "p", preprocess=ls.Preprocess(resize=(40, 40)))

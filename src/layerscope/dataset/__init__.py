@@ -13,7 +13,6 @@ model, partial results merged on the driver)."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from ..capture import resolve_modules
 from ..errors import LayerScopeError
 from ..preprocess import Preprocess
 from ..receptive import receptive_fields
-from .format import load_sweep, model_fingerprint, read_header
+from .format import describe_preprocess, load_sweep, model_fingerprint, preprocess_args, read_header
 from .local import Every, run_local
 from .result import ChannelStats, Example, Sweep
 from .sources import IMAGE_SUFFIXES, open_sources
@@ -34,12 +33,6 @@ __all__ = ["sweep", "Sweep", "Example", "ChannelStats", "IMAGE_SUFFIXES", "DEFAU
 
 DEFAULT_PREPROCESS = Preprocess(resize=224, crop=(224, 224))  # ImageNet's evaluation transform
 CHECKPOINT_SECONDS = 20.0
-
-
-def describe_preprocess(preprocess: Any) -> str:
-    """A stable description (no memory addresses), recorded with the sweep and compared when
-    a sweep is resumed."""
-    return re.sub(r" at 0x[0-9a-f]+", "", repr(preprocess))
 
 
 def sweep(
@@ -146,7 +139,9 @@ def _start(
             )
         return load_sweep(path)
     states = {n: ChannelTopK(k) for n in names}
-    return Sweep(names, k, states, list(sources.labels), fingerprint, desc)
+    sweep = Sweep(names, k, states, list(sources.labels), fingerprint, desc)
+    sweep.preprocess_args = preprocess_args(pre)
+    return sweep
 
 
 def _fields(model: nn.Module, result: Sweep, names: list[str], shape: Any, dev: Any) -> None:

@@ -5,7 +5,8 @@ raw little-endian tensors; no pickle, safe to open) holding, per module,
 is a JSON document:
 
     {"format": "layerscope-sweep", "version": 1, "model": {"class": ..., "fingerprint": ...},
-     "modules": [...], "k": 16, "preprocess": "...", "sources": [labels], "images": n,
+     "modules": [...], "k": 16, "preprocess": "...", "preprocess_args": {resize, crop, mean,
+     std} or null, "sources": [labels], "images": n,
      "skipped": [[label, reason], ...], "fields": {module: {"HxW": {size, stride, padding}}}}
 
 The fingerprint is a digest of every parameter's and buffer's values: a sweep refuses to be
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,7 @@ from torch import nn
 
 from ..errors import LayerScopeError
 from ..fingerprint import weights_fingerprint
+from ..preprocess import Preprocess
 from ..receptive import ReceptiveField
 from .result import Sweep
 from .sources import open_sources
@@ -35,6 +39,25 @@ __all__ = ["save_sweep", "load_sweep", "model_fingerprint", "FORMAT"]
 
 FORMAT = "layerscope-sweep"
 VERSION = 1
+
+
+def describe_preprocess(preprocess: Any) -> str:
+    """A stable description (no memory addresses), recorded with the sweep and compared when
+    a sweep is resumed or its images are re-attached."""
+    return re.sub(r" at 0x[0-9a-f]+", "", repr(preprocess))
+
+
+def preprocess_args(preprocess: Any) -> dict[str, Any] | None:
+    """A :class:`Preprocess`'s fields as JSON values (None for a function of one's own)."""
+    if not isinstance(preprocess, Preprocess):
+        return None
+    return {
+        k: list(v) if isinstance(v, (tuple, list)) else v for k, v in asdict(preprocess).items()
+    }
+
+
+def _restore_preprocess(args: dict[str, Any]) -> Preprocess:
+    return Preprocess(**{k: tuple(v) if isinstance(v, list) else v for k, v in args.items()})
 
 
 def model_fingerprint(model: nn.Module) -> str:
@@ -61,6 +84,7 @@ def save_sweep(sweep: Sweep, path: Path) -> Path:
         "modules": sweep.modules,
         "k": sweep.k,
         "preprocess": sweep.preprocess,
+        "preprocess_args": sweep.preprocess_args,
         "sources": sweep.labels,
         "images": sweep.images,
         "skipped": [list(s) for s in sweep.skipped],
@@ -88,7 +112,9 @@ def read_header(path: Path) -> dict[str, Any]:
     return header
 
 
-def load_sweep(path: Path, images: Any = None, model: nn.Module | None = None) -> Sweep:
+def load_sweep(
+    path: Path, images: Any = None, model: nn.Module | None = None, preprocess: Any = None
+) -> Sweep:
     if not path.is_file():
         raise LayerScopeError(f"no sweep file at {str(path)!r}")
     header = read_header(path)
@@ -120,6 +146,7 @@ def load_sweep(path: Path, images: Any = None, model: nn.Module | None = None) -
         [tuple(s) for s in header["skipped"]],
         fields,
         set(tensors["processed"].tolist()),
+        header.get("preprocess_args"),
     )  # type: ignore[arg-type]
     if images is not None:
         sources = open_sources(images)
@@ -129,4 +156,14 @@ def load_sweep(path: Path, images: Any = None, model: nn.Module | None = None) -
                 f"{len(sweep.labels)}, or in another order)"
             )
         sweep.sources = sources
+        pre = preprocess
+        if pre is None and sweep.preprocess_args is not None:
+            pre = _restore_preprocess(sweep.preprocess_args)
+        elif pre is not None and describe_preprocess(pre) != sweep.preprocess:
+            raise LayerScopeError(
+                f"this preprocessing is not the sweep's ({sweep.preprocess}): crops would "
+                "not show what the units saw"
+            )
+        if pre is not None:
+            sweep.prepare = lambda i: sources.prepare(i, pre)
     return sweep

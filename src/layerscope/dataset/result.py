@@ -64,6 +64,7 @@ class Sweep:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     fields: dict[str, dict[str, ReceptiveField]] = field(default_factory=dict)  # by "HxW"
     processed: set[int] = field(default_factory=set)
+    preprocess_args: dict[str, Any] | None = None  # a Preprocess's fields, to rebuild it on load
     sources: Sources | None = field(default=None, repr=False)
     prepare: Any = field(default=None, repr=False)  # index -> PreparedImage, for crops
 
@@ -156,7 +157,8 @@ class Sweep:
         if self.sources is None or self.prepare is None:
             raise LayerScopeError(
                 "this sweep was loaded without its images: Sweep.load(path, images=...) "
-                "re-attaches them (a folder, paths or the Dataset it was run on)"
+                "re-attaches them (a folder, paths or the Dataset it was run on; with "
+                "preprocess=... when the sweep used a preprocessing function of its own)"
             )
         prepared = self.prepare(index)
         h, w = prepared.geometry.input_size
@@ -183,9 +185,13 @@ class Sweep:
         return save_sweep(self, Path(path))
 
     @classmethod
-    def load(cls, path: str | Path, images: Any = None, model: Any = None) -> Sweep:
-        """Read a sweep written by :meth:`save`. ``images`` re-attaches the images (for crops);
-        ``model`` checks that the sweep was made with this model's weights."""
+    def load(
+        cls, path: str | Path, images: Any = None, model: Any = None, preprocess: Any = None
+    ) -> Sweep:
+        """Read a sweep written by :meth:`save`. ``images`` re-attaches the images (for crops),
+        prepared as in the sweep: a :class:`Preprocess` is restored from the file, a function
+        of one's own must be given again as ``preprocess``. ``model`` checks that the sweep was
+        made with this model's weights."""
         from .format import load_sweep
 
-        return load_sweep(Path(path), images=images, model=model)
+        return load_sweep(Path(path), images=images, model=model, preprocess=preprocess)

@@ -13,7 +13,6 @@ from typing import Any
 import torch
 
 from ..errors import ImageError, LayerScopeError
-from ..images import load_image
 from ..preprocess import PreparedImage, Preprocess, prepare_image
 
 __all__ = ["IMAGE_SUFFIXES", "Sources", "open_sources"]
@@ -43,10 +42,6 @@ class Sources:
 
     def prepare(self, index: int, preprocess: Preprocess | Any) -> PreparedImage:
         return prepare_image(self.load(index), preprocess)
-
-    def image(self, index: int) -> Any:
-        """The image as a user sees it (upright, RGB), for crops."""
-        return load_image(self.load(index))
 
 
 def open_sources(images: Any) -> Sources:
