@@ -155,3 +155,34 @@ def test_images_of_several_sizes_each_get_their_units_field(tmp_path):
                 round(field[2]) - round(field[0]),
             )
             assert field[2] - field[0] == pytest.approx(rf.size[0] * prepared.geometry.scale[0])
+
+
+def test_crops_of_a_new_sweep_are_its_own(tmp_path):
+    """The crop cache serves a sweep's own patches only: after a sweep is dropped and a new one
+    made over other images (Python may give it the same id), the thumbnails are the new ones."""
+    import gc
+    import io
+
+    from layerscope.widget.dataset_view import CropCache
+
+    model, cache = Tiny().eval(), CropCache()
+
+    def thumb_and_colour(folder, seed):
+        """The cached thumbnail's colour, and the colour of the image it should come from."""
+        rng = np.random.default_rng(seed)
+        folder.mkdir()
+        # One image of one flat colour: the same (module, image, unit) key as in the other
+        # sweep, and a thumbnail of any patch has the image's colour.
+        colour = rng.integers(60, 256, 3).astype(np.uint8)
+        Image.fromarray(np.broadcast_to(colour, (40, 48, 3)).copy()).save(folder / "0.png")
+        sw = ls.sweep(model, folder, ["relu"], k=1, preprocess=PRE, progress=False)
+        ex = sw.top("relu", 0)[0]
+        jpeg, _ = cache.get(sw, "relu", ex.index, (0, 0))
+        pixels = np.asarray(Image.open(io.BytesIO(jpeg))).reshape(-1, 3).astype(int)
+        shown = np.median(pixels[pixels.sum(1) > 120], axis=0)  # not the black padding
+        return shown, np.asarray(Image.open(ex.source))[0, 0].astype(int)
+
+    thumb_and_colour(tmp_path / "a", 0)
+    gc.collect()
+    shown, truth = thumb_and_colour(tmp_path / "b", 1)
+    assert np.abs(shown - truth).max() <= 12, (shown, truth)

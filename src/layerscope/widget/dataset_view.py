@@ -5,6 +5,7 @@ statistics over the dataset; and the mark of a unit on the image when an example
 from __future__ import annotations
 
 import io
+import weakref
 from collections import OrderedDict
 from typing import Any
 
@@ -20,15 +21,20 @@ THUMB_SIDE = 112  # pixels: the longer side of a crop in the panel
 
 
 class CropCache:
-    """JPEG thumbnails of crops by (module, image, unit): a channel shown again, or another
-    channel with the same top image, reads no file. Bounded (least recently used goes)."""
+    """JPEG thumbnails of crops by (module, image, unit) of one sweep: a channel shown again, or
+    another channel with the same top image, reads no file. Bounded (least recently used goes);
+    emptied when asked for another sweep's crops."""
 
     def __init__(self, size: int = 512) -> None:
         self.size = size
         self._items: OrderedDict[tuple[Any, ...], tuple[bytes, list[int]]] = OrderedDict()
+        self._sweep: weakref.ref[Sweep] | None = None
 
     def get(self, sweep: Sweep, module: str, index: int, location: tuple[int, int]) -> Any:
-        key = (id(sweep), module, index, location)
+        if self._sweep is None or self._sweep() is not sweep:  # not by id: ids are reused
+            self._items.clear()
+            self._sweep = weakref.ref(sweep)
+        key = (module, index, location)
         if key in self._items:
             self._items.move_to_end(key)
             return self._items[key]
