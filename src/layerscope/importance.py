@@ -168,13 +168,12 @@ def _exact(
 
         edits = {name: zero}
         try:
-            output, _ = run_edited(
-                model, named, args, edits, replay, [], gated=gated, batch=len(chunk)
-            )
+            run = run_edited(model, named, args, edits, replay, [], gated=gated, batch=len(chunk))
         except CaptureError as exc:  # an in-place write on what stands in: run it all instead
             if "memory location" not in str(exc):
                 raise
-            output, _ = run_edited(model, named, args, edits, {}, [], batch=len(chunk))
+            run = run_edited(model, named, args, edits, {}, [], batch=len(chunk))
+        output = run.output
         with torch.no_grad():
             values = _score(output, cls, mask).float().cpu().tolist()
         scores.update(zip(chunk, values))

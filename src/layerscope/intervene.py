@@ -28,7 +28,14 @@ from .errors import LayerScopeError
 from .nested import iter_tensors, map_tensors
 from .safety import as_args, model_kept_as_found, prepare_inputs, run_model
 
-__all__ = ["Intervention", "intervene", "reusable_prefix", "reusable_gated", "run_edited"]
+__all__ = [
+    "Intervention",
+    "intervene",
+    "reusable_prefix",
+    "reusable_gated",
+    "run_edited",
+    "EditedRun",
+]
 
 EditFn = Callable[[int, Any], Any]  # (call index, output) -> edited output, or the output itself
 
@@ -105,16 +112,14 @@ def intervene(
     replay = reusable_prefix(cap, inputs, edited) if reuse else {}
     gated = reusable_gated(cap, inputs, edited, replay) if reuse else {}
     args = prepare_inputs(model, named, as_args(inputs))
-    output, calls = run_edited(model, named, args, functions, replay, wanted, gated=gated)
+    run = run_edited(model, named, args, functions, replay, wanted, gated=gated)
     for name in edited:
         only = edit_call(edits[name])
-        if only is not None and only >= calls["__edited__"].get(name, 0):
-            raise LayerScopeError(
-                f"{name} ran {calls['__edited__'].get(name, 0)} time(s): no call {only}"
-            )
-    captured = Activations({n: calls[n] for n in wanted}, requested=wanted, output=output)
-    stood_in = [n for n in gated if n not in calls["__ran__"]]
-    return Intervention(output, base.output, captured, base, sorted([*replay, *stood_in]))
+        if only is not None and only >= run.edited.get(name, 0):
+            raise LayerScopeError(f"{name} ran {run.edited.get(name, 0)} time(s): no call {only}")
+    captured = Activations(run.captured, requested=wanted, output=run.output)
+    stood_in = [n for n in gated if n not in run.ran]
+    return Intervention(run.output, base.output, captured, base, sorted([*replay, *stood_in]))
 
 
 def reusable_prefix(cap: Capturer, inputs: Any, edited: list[str]) -> dict[str, list[Any]]:
@@ -132,12 +137,9 @@ def reusable_prefix(cap: Capturer, inputs: Any, edited: list[str]) -> dict[str, 
         return {}
     acts = cap.capture(inputs, outer)
     kept = {n: acts.calls(n) for n in outer}
-    dtype = next((p.dtype for p in cap.model.parameters() if p.is_floating_point()), None)
-    for calls in kept.values():
-        for t in iter_tensors(calls):
-            if not calls or (t.is_floating_point() and dtype is not None and t.dtype != dtype):
-                return {}  # evicted or kept in bfloat16 by the budget: run them instead
-    return kept if all(kept.values()) else {}
+    if not all(kept.values()) or not all(_full_precision(cap.model, c) for c in kept.values()):
+        return {}  # evicted or kept in bfloat16 by the budget: run them instead
+    return kept
 
 
 def reusable_gated(
@@ -152,14 +154,15 @@ def reusable_gated(
     names = gated_candidates(named, schedule[0], edited, set(prefix))
     acts = cap.capture(inputs, names)
     kept = {n: acts.calls(n) for n in names if n in acts}
-    dtype = next((p.dtype for p in cap.model.parameters() if p.is_floating_point()), None)
-    return {
-        n: c
-        for n, c in kept.items()
-        if all(
-            not t.is_floating_point() or dtype is None or t.dtype == dtype for t in iter_tensors(c)
-        )
-    }
+    return {n: c for n, c in kept.items() if _full_precision(cap.model, c)}
+
+
+def _full_precision(model: nn.Module, calls: list[Any]) -> bool:
+    """Whether cached outputs are in the model's own floating dtype (the budget may have kept
+    them in bfloat16: standing in with those would change the result)."""
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    return all(not t.is_floating_point() or dtype is None or t.dtype == dtype
+               for t in iter_tensors(calls))  # fmt: skip
 
 
 def _ancestors(name: str) -> list[str]:
@@ -257,6 +260,18 @@ def gated_candidates(
     return list(dict.fromkeys(out))
 
 
+@dataclass
+class EditedRun:
+    """What :func:`run_edited` saw: the model's ``output``, the ``captured`` calls of the
+    modules asked for, how many times each edited module was ``edited`` (called), and which
+    gated modules ``ran`` their own forward instead of standing in."""
+
+    output: Any
+    captured: dict[str, list[Any]]
+    edited: dict[str, int]
+    ran: set[str]
+
+
 def run_edited(
     model: nn.Module,
     named: dict[str, nn.Module],
@@ -268,10 +283,9 @@ def run_edited(
     gated: Mapping[str, list[Any]] | None = None,
     batch: int = 1,
     grad: bool = False,
-) -> tuple[Any, dict[str, Any]]:
+) -> EditedRun:
     """One forward with ``edits`` applied (forward hooks) and ``replay`` modules standing in
-    with their cached outputs; returns (output, {name: captured calls, "__edited__": calls per
-    edited module}). ``batch`` > 1 runs that many rows (the inputs and what stands in are
+    with their cached outputs. ``batch`` > 1 runs that many rows (the inputs and what stands in are
     broadcast). Everything installed is removed and the model restored, whatever happens."""
     device = next((p.device for p in model.parameters()), None)
     counts: dict[str, int] = {}
@@ -327,4 +341,4 @@ def run_edited(
                 del module.forward
             else:
                 module.forward = original  # type: ignore[method-assign]
-    return output, {**captured, "__edited__": counts, "__ran__": ran}
+    return EditedRun(output, captured, counts, ran)
