@@ -132,10 +132,20 @@ def grad_cams(
 
 
 def _target(output: Any, cls: int, region: torch.Tensor | None) -> tuple[torch.Tensor, int]:
+    logits, mask = target_pixels(output, cls, region, "Grad-CAM")
+    return class_score(logits, cls, mask)[0], 1 if mask is None else int(mask.sum())
+
+
+def target_pixels(
+    output: Any, cls: int, region: torch.Tensor | None = None, what: str = "Grad-CAM"
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The class scores in ``output`` ((N, K) or (N, K, H, W)), checked for ``cls``, and the
+    pixels a class map's score is summed over: ``region``, else those the first row predicts
+    as ``cls`` (None for a classifier). ``what`` names the analysis in the errors."""
     found = class_output(output)
     if found is None:
         raise LayerScopeError(
-            "Grad-CAM needs class scores: an (N, K) or (N, K, H, W) output "
+            f"{what} needs class scores: an (N, K) or (N, K, H, W) output "
             "(a tensor, torchvision's 'out' or a Hugging Face 'logits')"
         )
     logits = found.scores
@@ -145,7 +155,7 @@ def _target(output: Any, cls: int, region: torch.Tensor | None) -> tuple[torch.T
     if logits.dim() == 2:
         if region is not None:
             raise LayerScopeError("a region needs a segmentation output (N, K, H, W)")
-        return logits[0, cls], 1
+        return logits, None
     if region is None:
         mask = logits[0].argmax(0) == cls
         if not bool(mask.any()):
@@ -161,4 +171,11 @@ def _target(output: Any, cls: int, region: torch.Tensor | None) -> tuple[torch.T
             )
         if not bool(mask.any()):
             raise LayerScopeError("the region is empty: draw it over the image")
-    return (logits[0, cls] * mask).sum(), int(mask.sum())
+    return logits, mask
+
+
+def class_score(logits: torch.Tensor, cls: int, mask: torch.Tensor | None) -> torch.Tensor:
+    """The score of ``cls`` in every row: the logit, or a class map summed over ``mask``."""
+    if mask is None:
+        return logits[:, cls]
+    return (logits[:, cls] * mask.to(logits.device)).flatten(1).sum(1)

@@ -21,8 +21,8 @@ from torch import nn
 
 from .capture import Capturer, resolve_modules
 from .errors import CaptureError, LayerScopeError
+from .gradients import class_score, target_pixels
 from .intervene import capture_storage, reusable_gated, reusable_prefix, run_edited
-from .outputs import class_output
 from .safety import as_args, model_kept_as_found, prepare_inputs, run_model
 
 __all__ = ["ChannelImportance", "channel_importance"]
@@ -64,19 +64,9 @@ def _ranks(v: np.ndarray) -> np.ndarray:
 
 
 def _score(output: Any, cls: int, mask: torch.Tensor | None) -> torch.Tensor:
-    """The class score of every row: summed over ``mask`` for a class map, the logit else."""
-    found = class_output(output)
-    if found is None:
-        raise LayerScopeError(
-            "channel importance needs class scores: an (N, K) or (N, K, H, W) output "
-            "(a tensor, torchvision's 'out' or a Hugging Face 'logits')"
-        )
-    s = found.scores
-    if not 0 <= cls < s.shape[1]:
-        raise LayerScopeError(f"class {cls} is out of range: the model has {s.shape[1]} classes")
-    if s.dim() == 2:
-        return s[:, cls]
-    return (s[:, cls] * mask.to(s.device)).flatten(1).sum(1)  # type: ignore[union-attr]
+    """The class score of every row of an edited forward, over the unedited run's pixels."""
+    logits, _ = target_pixels(output, cls, mask, "channel importance")
+    return class_score(logits, cls, mask)
 
 
 def channel_importance(
@@ -114,15 +104,8 @@ def channel_importance(
             output = run_model(model, args)
             if not kept:
                 raise LayerScopeError(f"{name} ran {seen[0]} time(s): no call {call}")
-            found = class_output(output)
-            mask = None
-            if found is not None and found.scores.dim() == 4:
-                mask = found.scores[0].argmax(0) == target_class
-                if not bool(mask.any()):
-                    raise LayerScopeError(
-                        f"no pixel is predicted as class {target_class}: pick a class present"
-                    )
-            score = _score(output, target_class, mask)[0]
+            logits, mask = target_pixels(output, target_class, what="channel importance")
+            score = class_score(logits, target_class, mask)[0]
             (gradient,) = torch.autograd.grad(score, kept[0])
     finally:
         handle.remove()
