@@ -8,8 +8,9 @@ is small (the prepared image, the class probabilities pooled to at most 128 x 12
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from typing import Any
 
 import torch
@@ -22,6 +23,7 @@ from ..gradients import GradCam, grad_cams
 from ..importance import channel_importance
 from ..intervene import intervene
 from ..models import torchvision_class_names
+from ..nested import first_tensor
 from ..outputs import class_output
 from ..preprocess import PreparedImage, Preprocess, prepare_image
 from ..receptive import ReceptiveField
@@ -174,12 +176,18 @@ class Session:
     def capture(
         self, names: list[str], label: str, stop_early: bool = True, cache: bool = True
     ) -> Any:
-        self.status({"state": "running", "done": 0, "total": None, "label": label})
-        start = time.perf_counter()
-        try:
+        with self.busy(label, done=0, total=None):
             return self.capturer.capture(
                 self.inputs, names, progress=self._progress, stop_early=stop_early, cache=cache
             )
+
+    @contextlib.contextmanager
+    def busy(self, label: str, **progress: Any) -> Iterator[None]:
+        """Running, in the widget's status, while inside; then idle with the seconds it took."""
+        self.status({"state": "running", **progress, "label": label})
+        start = time.perf_counter()
+        try:
+            yield
         finally:
             self.status({"state": "idle", "seconds": round(time.perf_counter() - start, 4)})
 
@@ -214,8 +222,6 @@ class Session:
         """Where an output's channels and grid are: as the user said, else as traced."""
         given = self.given_layouts.get(name)
         if given is not None:
-            from ..nested import first_tensor
-
             t = first_tensor(output)
             if t is None:
                 raise LayerScopeError(f"layouts[{name!r}]: {name} has no tensor output")
@@ -255,12 +261,8 @@ class Session:
 
     def importance(self, name: str, cls: int, call: int) -> Any:
         """Channel importance of ``name`` for class ``cls``, as a payload."""
-        self.status({"state": "running", "label": f"channel importance of {name}"})
-        start = time.perf_counter()
-        try:
+        with self.busy(f"channel importance of {name}"):
             result = channel_importance(self.model, self.inputs, name, cls, exact_top=16, call=call)
-        finally:
-            self.status({"state": "idle", "seconds": round(time.perf_counter() - start, 4)})
         label = self.class_names[cls] if cls < len(self.class_names) else str(cls)
         return importance_payload(result, label, call)
 
@@ -277,16 +279,12 @@ class Session:
         have = dict(cached) if cached else {}
         missing = [m for m in modules if m not in have]
         if missing:
-            self.status({"state": "running", "label": "Grad-CAM (forward and backward)"})
-            start = time.perf_counter()
-            try:
+            with self.busy("Grad-CAM (forward and backward)"):
                 layouts = {m: lay for m in missing if (lay := self.layouts.get(m)) is not None}
                 for name, g in grad_cams(
                     self.model, self.inputs, missing, cls, region=mask, layouts=layouts
                 ).items():
                     have[name] = (g.cam, g.gradient, torch.tensor([g.score, g.pixels]))
-            finally:
-                self.status({"state": "idle", "seconds": round(time.perf_counter() - start, 4)})
             # Only what the views draw is kept: the CAM and the gradient, not the activation.
             self.capturer.keep_derived(self.inputs, key, have)
         out = {}
