@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .payload import hex_color, palette
+from .payload import class_label, hex_color, palette
 from .schema import AblationPayload, ImportancePayload
 
 __all__ = ["ablation_payload", "importance_payload"]
@@ -32,7 +32,7 @@ def ablation_payload(
         union = sorted(dict.fromkeys(tops), key=lambda i: -float(after[i]))
         out["kind"] = "classification"
         out["scores"] = [
-            {"index": i, "label": class_names[i] if i < len(class_names) else str(i),
+            {"index": i, "label": class_label(class_names, i),
              "before": float(before[i]), "after": float(after[i])}
             for i in union
         ]  # fmt: skip

@@ -38,7 +38,7 @@ from .export import write_html
 from .figures import build_figure
 from .memo import PayloadMemo
 from .options import check_options, resolve_model
-from .payload import channel_payload, gradcam_payload
+from .payload import channel_payload, class_label, gradcam_payload
 from .session import Session
 from .steps import Steps, Unchanged
 from .traits import PUBLIC_TRAITS, LayerScopeWidget
@@ -373,9 +373,7 @@ class Explorer(DatasetPanel, LayerScopeWidget):
     def _clear(self, trait: str) -> None:
         """Empty a payload, in the traits and in the view-state alike."""
         setattr(self, trait, {})
-        if trait in ("_ablation", "_importance"):
-            self._view = self._view.with_(**{trait[1:]: None})
-        elif trait == "_class_score":
+        if trait == "_class_score":  # part of the scene
             self._view = self._view.with_(scene=replace(self._view.scene, class_score=None))
         else:
             self._view = self._view.with_(**{trait[1:]: None})
@@ -520,13 +518,11 @@ class Explorer(DatasetPanel, LayerScopeWidget):
         if name not in cams:
             raise LayerScopeError(f"Grad-CAM needs a spatial map; {name} has none")
         g = cams[name]
-        label = self.class_names[cls] if cls < len(self.class_names) else str(cls)
+        label = class_label(self.class_names, cls)
         key = ("gradcam", name, cls, label, g.score, g.pixels, self._bins)
-        payload = self._memo.get(key, (g.cam, g.gradient))
-        if payload is None:
-            payload = gradcam_payload(name, cls, label, g.cam, g.gradient, score=g.score,
-                                      pixels=g.pixels, bins=self._bins)  # fmt: skip
-            self._memo.put(key, (g.cam, g.gradient), payload)
+        payload = self._memo.get_or_make(key, (g.cam, g.gradient), lambda: gradcam_payload(
+            name, cls, label, g.cam, g.gradient, score=g.score, pixels=g.pixels, bins=self._bins
+        ))  # fmt: skip
         self._publish(self._view.with_(gradcam=payload))
         self._check_budget()
 

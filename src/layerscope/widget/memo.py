@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import torch
@@ -49,6 +49,14 @@ class PayloadMemo:
             return None
         self._items.move_to_end(key)
         return item[1]
+
+    def get_or_make(self, key: Hashable, output: Any, make: Callable[[], Any]) -> Any:
+        """The payload kept for ``key`` and these very tensors, else ``make()`` (kept)."""
+        payload = self.get(key, output)
+        if payload is None:
+            payload = make()
+            self.put(key, output, payload)
+        return payload
 
     def put(self, key: Hashable, output: Any, payload: Any) -> None:
         stamp = _stamp(output)

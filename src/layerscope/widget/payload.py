@@ -246,13 +246,18 @@ def segmentation_payload(
     return {"mask_png": buf.getvalue(), "legend": legend, "classes": class_names}  # type: ignore[typeddict-item]
 
 
+def class_label(class_names: list[str], index: int) -> str:
+    """A class's name, or its index when the model has more classes than names."""
+    return class_names[index] if index < len(class_names) else str(index)
+
+
 def class_score_payload(probs: torch.Tensor, cls: int, class_names: list[str]) -> ClassScorePayload:
     """One class's probability per pixel, pooled to at most MAP_SIDE a side."""
     f = reduce.pool_factor(*probs.shape[-2:], MAP_SIDE)
     score = reduce.pool_mean(probs[cls : cls + 1], f)[0]
     return {
         "class": cls,
-        "name": class_names[cls] if cls < len(class_names) else str(cls),
+        "name": class_label(class_names, cls),
         "map": array_buffer(score.cpu().numpy().astype(np.float32)),
     }
 

@@ -34,6 +34,7 @@ from ..tree import module_tree
 from .edit_payload import ablation_payload, importance_payload
 from .payload import (
     MAP_SIDE,
+    class_label,
     class_score_payload,
     image_payload,
     segmentation_payload,
@@ -263,7 +264,7 @@ class Session:
         """Channel importance of ``name`` for class ``cls``, as a payload."""
         with self.busy(f"channel importance of {name}"):
             result = channel_importance(self.model, self.inputs, name, cls, exact_top=16, call=call)
-        label = self.class_names[cls] if cls < len(self.class_names) else str(cls)
+        label = class_label(self.class_names, cls)
         return importance_payload(result, label, call)
 
     # -- Grad-CAM ------------------------------------------------------------------------------

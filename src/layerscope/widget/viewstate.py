@@ -105,23 +105,13 @@ def module_view(
     rf = rf if call == 0 else None
     names = tuple(class_names) if class_names is not None else None
     key = (name, cls, call, len(calls), frame, topk, bins, names, layout, rf)
-    layer = memo.get(key, output) if memo is not None else None
-    if layer is None:
-        layer = layer_payload(
-            name,
-            cls,
-            output,
-            call=call,
-            calls=len(calls),
-            topk=topk,
-            bins=bins,
-            frame=frame,
-            class_names=class_names,
-            layout=layout,
-            rf=rf,
-        )
-        if memo is not None:
-            memo.put(key, output, layer)
+
+    def make() -> LayerPayload:
+        return layer_payload(name, cls, output, call=call, calls=len(calls), topk=topk,
+                             bins=bins, frame=frame, class_names=class_names, layout=layout,
+                             rf=rf)  # fmt: skip
+
+    layer = memo.get_or_make(key, output, make) if memo is not None else make()
     chosen = None
     if layer["kind"] == "maps" and first_tensor(output) is not None:
         pick = channel if channel is not None and 0 <= channel < layer["channels"] else None
