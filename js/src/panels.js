@@ -132,12 +132,12 @@ export function drawAggregate({ model, st, dom, react, theme }) {
 }
 
 /**
- * Toggle one channel of the selected module in the `ablations` trait.
- * @param {Context} ctx
+ * Toggle one channel of a module in the `ablations` trait (a tile's shift-click, the toolbar).
+ * @param {Pick<Context, "model" | "set">} ctx
+ * @param {string} module
  * @param {number} channel
  */
-export function toggleAblation({ model, set }, channel) {
-  const module = model.get("selected_module");
+export function toggleAblation({ model, set }, module, channel) {
   const all = { ...(model.get("ablations") || {}) };
   const mine = new Set(all[module] || []);
   if (mine.has(channel)) mine.delete(channel);
@@ -163,7 +163,7 @@ export function drawGrid(ctx) {
       colorscale: model.get("colorscale"),
       ablated: model.get("ablations")?.[layer.module] || [],
       onPick: (c) => set("selected_channel", c),
-      onAblate: (c) => toggleAblation(ctx, c),
+      onAblate: (c) => toggleAblation(ctx, layer.module, c),
     }),
   );
 }
@@ -276,6 +276,16 @@ export function drawSegmentation({ model, st, dom, set, react, theme }) {
   const pred = model.get("_prediction") || {};
   dom.segBox.hidden = !seg.legend && !pred.top_index;
   dom.scorePlot.hidden = !st.scoreMap;
+  /**
+   * The panel: a title, the classes to click (a click selects one), what else it says.
+   * @param {string} title @param {any[]} entries @param {number} selected @param {HTMLElement[]} more
+   */
+  const show = (title, entries, selected, ...more) =>
+    dom.segBox.replaceChildren(
+      h("div", "layerscope-panel-title", title),
+      classLegend(entries, selected, (i) => set("selected_class", i)),
+      ...more,
+    );
   if (!seg.legend && pred.top_index && st.ablation.kind === "classification" && st.ablation.scores) {
     const entries = st.ablation.scores.map((e) => ({
       index: e.index,
@@ -283,10 +293,7 @@ export function drawSegmentation({ model, st, dom, set, react, theme }) {
       color: "#e45756",
       fraction: Number.NaN,
     }));
-    dom.segBox.replaceChildren(
-      h("div", "layerscope-panel-title", "Top scores with channels ablated (before → after)"),
-      classLegend(entries, model.get("selected_class"), (i) => set("selected_class", i)),
-    );
+    show("Top scores with channels ablated (before → after)", entries, model.get("selected_class"));
     return;
   }
   if (!seg.legend && pred.top_index) {
@@ -296,10 +303,7 @@ export function drawSegmentation({ model, st, dom, set, react, theme }) {
       color: "#4c78a8",
       fraction: pred.top_probability?.[k] ?? 0,
     }));
-    dom.segBox.replaceChildren(
-      h("div", "layerscope-panel-title", "Top predictions (click one to explain it with Grad-CAM)"),
-      classLegend(entries, model.get("selected_class"), (i) => set("selected_class", i)),
-    );
+    show("Top predictions (click one to explain it with Grad-CAM)", entries, model.get("selected_class"));
     return;
   }
   if (!seg.legend) return;
@@ -318,20 +322,14 @@ export function drawSegmentation({ model, st, dom, set, react, theme }) {
     const moves = (ab.transitions || [])
       .map((t) => `${names[t.before]} → ${names[t.after]}: ${t.pixels} px`)
       .join(" · ");
-    dom.segBox.replaceChildren(
-      h(
-        "div",
-        "layerscope-panel-title",
-        `With ${n} channel(s) ablated: ${pct(ab.changed_fraction ?? 0)} of pixels changed class (highlighted on the photo)`,
-      ),
-      classLegend(entries, score.class ?? -1, (i) => set("selected_class", i)),
+    show(
+      `With ${n} channel(s) ablated: ${pct(ab.changed_fraction ?? 0)} of pixels changed class (highlighted on the photo)`,
+      entries,
+      score.class ?? -1,
       h("div", "layerscope-muted layerscope-transitions", moves),
     );
   } else {
-    dom.segBox.replaceChildren(
-      h("div", "layerscope-panel-title", "Predicted classes (click for the score map)"),
-      classLegend(seg.legend, score.class ?? -1, (i) => set("selected_class", i)),
-    );
+    show("Predicted classes (click for the score map)", seg.legend, score.class ?? -1);
   }
   if (st.scoreMap) {
     react(

@@ -3,6 +3,7 @@
 
 import { AGGREGATE_LABELS, AGGREGATES, COLORSCALES } from "./contract.js";
 import { h, select, slider } from "./controls.js";
+import { toggleAblation } from "./panels.js";
 
 /** @typedef {import("./context.js").Context} Context */
 
@@ -200,15 +201,7 @@ function drawInterventions({ model, st, set }, bar) {
       on ? `Restore #${channel}` : `Ablate #${channel}`,
     );
     ablate.title = "Set this channel to zero and see the prediction change (shift-click a tile does the same)";
-    ablate.addEventListener("click", () => {
-      const next = { ...ablations };
-      const set2 = new Set(mine);
-      if (on) set2.delete(channel);
-      else set2.add(channel);
-      if (set2.size) next[module] = [...set2].sort((a, b) => a - b);
-      else delete next[module];
-      set("ablations", next);
-    });
+    ablate.addEventListener("click", () => toggleAblation({ model, set }, module, channel));
     bar.append(ablate);
   }
   if (count) {
