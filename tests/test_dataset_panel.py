@@ -110,6 +110,7 @@ def test_figures_export_and_errors(swept, tmp_path):
         ex.show_example(9)
     ex._on_dataset_msg(ex, {"kind": "show-example", "rank": 9}, [])  # a click from the browser
     assert "example 9 does not exist" in ex._error
+    assert "show_example" in ex.last_traceback  # where it failed, for the curious
     with pytest.raises(LayerScopeError, match="takes a layerscope.Sweep"):
         ls.Explorer(model, ls.sample_image(), preprocess=PRE, sweep="sweep.safetensors")
     loaded = ls.Sweep.load(sw.save(tmp_path / "s.safetensors"))  # without its images

@@ -6,6 +6,7 @@ the payloads are :mod:`~layerscope.widget.dataset_view`'s, the step runs in the 
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -111,7 +112,7 @@ class DatasetPanel:
         try:
             self.show_example(int(content.get("rank", -1)))
         except Exception as exc:  # shown in the widget like any other action's error
-            self._steps.last_traceback = ""
+            self._steps.last_traceback = traceback.format_exc()
             self._steps.fail("dataset", f"{type(exc).__name__}: {exc}", clear=False)
 
     def _step_dataset(self) -> None:
