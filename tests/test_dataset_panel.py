@@ -108,8 +108,12 @@ def test_figures_export_and_errors(swept, tmp_path):
     ex.selected_module = "relu"
     with pytest.raises(LayerScopeError, match="example 9 does not exist"):
         ex.show_example(9)
+    shown = ex._dataset
     ex._on_dataset_msg(ex, {"kind": "show-example", "rank": 9}, [])  # a click from the browser
     assert "example 9 does not exist" in ex._error
+    # A failed click leaves the panel as it was: the same patches and statistics.
+    assert ex._dataset == shown and ex._dataset["examples"]
+    assert ex.view.dataset == shown
     assert "show_example" in ex.last_traceback  # where it failed, for the curious
     with pytest.raises(LayerScopeError, match="takes a layerscope.Sweep"):
         ls.Explorer(model, ls.sample_image(), preprocess=PRE, sweep="sweep.safetensors")
@@ -187,3 +191,31 @@ def test_crops_of_a_new_sweep_are_its_own(tmp_path):
     gc.collect()
     shown, truth = thumb_and_colour(tmp_path / "b", 1)
     assert np.abs(shown - truth).max() <= 12, (shown, truth)
+
+
+def test_a_sweep_of_other_weights_is_refused(swept):
+    """A sweep made with other weights (here: the same architecture, one filter changed, as after
+    more training) would put its scores on units of maps this model computes, where they do not
+    hold: the Explorer refuses it, from the constructor and from the setter."""
+    model, _, sw = swept
+    other = Tiny().eval()
+    with torch.no_grad():
+        other.conv.weight[1] *= -1.5
+    # The independent truth: at the sweep's best unit of channel 1, the other model's value is
+    # not the stated score (a by-hand hook on the other model).
+    best = sw.top("relu", 1)[0]
+    out = {}
+    h = other.relu.register_forward_hook(lambda m, a, o: out.__setitem__("o", o.clone()))
+    with torch.no_grad():
+        other(PRE(best.source).tensor)
+    h.remove()
+    row, col = best.location
+    assert float(out["o"][0, 1, row, col]) != pytest.approx(best.score, rel=1e-3)
+    with pytest.raises(LayerScopeError, match="made with another model"):
+        _explorer(other, sw)
+    ex = ls.Explorer(other, ls.sample_image("chelsea"), preprocess=PRE, hooked_modules=["relu"])
+    with pytest.raises(LayerScopeError, match="made with another model"):
+        ex.dataset_sweep = sw
+    assert ex.dataset_sweep is None and ex._dataset == {}
+    mine = _explorer(model, sw)  # its own model: accepted
+    assert mine.dataset_sweep is sw

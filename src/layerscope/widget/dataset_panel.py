@@ -12,6 +12,7 @@ from typing import Any
 
 from ..dataset import Sweep
 from ..dataset import sweep as run_sweep
+from ..dataset.format import model_fingerprint
 from ..errors import LayerScopeError
 from .dataset_view import CropCache, dataset_payload, example, unit_mark
 
@@ -44,7 +45,7 @@ class DatasetPanel:
                 f"sweep= takes a layerscope.Sweep (from layerscope.sweep or Sweep.load), got "
                 f"{type(sweep).__name__}"
             )
-        self._sweep, self._crops = sweep, CropCache()
+        self._sweep, self._crops = sweep, CropCache()  # checked once the model is known
         self.on_msg(self._on_dataset_msg)
 
     @property
@@ -61,9 +62,22 @@ class DatasetPanel:
             raise LayerScopeError(
                 f"dataset_sweep takes a layerscope.Sweep, got {type(value).__name__}"
             )
+        self._check_sweep_model(value)
         self._sweep = value
         self._steps.mark("dataset")
         self._steps.run()
+
+    def _check_sweep_model(self, sweep: Sweep | None) -> None:
+        """Refuse a sweep of other weights: its scores and units would be marked on maps this
+        model computes, where they do not hold."""
+        if sweep is None or sweep.fingerprint == model_fingerprint(self.model):
+            return
+        raise LayerScopeError(
+            "this sweep was made with another model (its weights fingerprint "
+            f"{sweep.fingerprint[:12]}... is not this model's): its examples and scores would not "
+            "match what this Explorer shows. Sweep this model (explorer.sweep(images)), or give "
+            "the Explorer the model the sweep was made with"
+        )
 
     def sweep(self, images: Any, modules: list[str] | None = None, **options: Any) -> Sweep:
         """Run a dataset sweep (:func:`layerscope.sweep`) for this model over ``images``: the

@@ -128,6 +128,7 @@ class Explorer(DatasetPanel, LayerScopeWidget):
             class_names=class_names, image_size=image_size,
         )  # fmt: skip
         self.model = model
+        self._check_sweep_model(sweep)  # before any view is drawn from it
         self._named = dict(model.named_modules())
         resolve_modules(model, list(layouts or {}) or [""], self._named)
         self._session = Session(model, preprocess, class_names, memory_budget=memory_budget,
