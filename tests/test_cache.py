@@ -80,6 +80,13 @@ def test_input_changed_through_numpy_is_seen(fresh_deeplab):
     assert not again.from_cache
     ref = reference_capture(fresh_deeplab, x, ["backbone.layer1"])["backbone.layer1"][0]
     assert torch.equal(again["backbone.layer1"], ref) and not torch.equal(first, ref)
+    # One element near the end (past any prefix a digest might stop at) is a new input too.
+    array[0, 2, -1, -3] += 5.0
+    last = ls.capture(fresh_deeplab, x, ["backbone.layer1"])
+    assert not last.from_cache
+    ref = reference_capture(fresh_deeplab, x, ["backbone.layer1"])["backbone.layer1"][0]
+    assert torch.equal(last["backbone.layer1"], ref)
+    assert not torch.equal(again["backbone.layer1"], ref)  # the change reaches the output
 
 
 def test_weights_changed_through_data_are_seen(fresh_deeplab, image_batch):
