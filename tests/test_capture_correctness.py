@@ -185,8 +185,13 @@ def test_model_left_as_found_when_forward_raises(exc):
 def test_hooks_and_modes_restored_after_success(fresh_deeplab, image_batch):
     model = fresh_deeplab
     before = hook_snapshot(model)
-    with torch.no_grad():
-        ls.capture(model, image_batch, ["backbone.layer1", "classifier"])
+    assert torch.is_grad_enabled()  # a capture from plain code: grad mode on, and kept on
+    ls.capture(model, image_batch, ["backbone.layer1", "classifier"])
+    assert torch.is_grad_enabled()
+    assert hook_snapshot(model) == before and not model.training
+    with torch.no_grad():  # and off when the caller had it off
+        ls.capture(model, image_batch.flip(-1), ["backbone.layer1", "classifier"])
+        assert not torch.is_grad_enabled()
     assert hook_snapshot(model) == before
     assert not model.training and torch.is_grad_enabled()
 
