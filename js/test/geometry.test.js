@@ -13,6 +13,7 @@ const sameBox = (box, expected) => {
   });
 };
 
+let casesChecked = 0; // counted after a case's checks pass: what actually ran, not the JSON
 for (const c of data.cases) {
   if (c.fn === "regionMask") continue; // Python only: the browser sends the box, the kernel masks
   test(`${c.fn}: ${c.why}`, () => {
@@ -30,10 +31,13 @@ for (const c of data.cases) {
     } else {
       assert.fail(`no such function ${c.fn}`);
     }
+    casesChecked += 1;
   });
 }
 
+// Top-level tests run in order, so this one sees every case above finished.
 test("every case the JS mirrors was run", () => {
   const mirrored = data.cases.filter((c) => c.fn !== "regionMask");
   assert.ok(mirrored.length >= 12);
+  assert.equal(casesChecked, mirrored.length);
 });
