@@ -10,6 +10,7 @@ import traitlets
 from torch import nn
 
 from layerscope import Explorer
+from layerscope.widget.schema import decode_array
 
 
 def test_vision_transformer_tokens_on_their_patch_grid():
@@ -69,7 +70,25 @@ def test_other_segmentation_models(name, monkeypatch):
     assert ex._segmentation["legend"]
     last = [n["id"] for n in ex._tree if n["shape"] and isinstance(n["shape"], list)][-1]
     ex.hooked_modules = [last]
-    assert ex._error == "" and ex._layer["kind"] in ("maps", "vector", "values")
+    # The last traced module is a 21-class head: class maps, checked against a hook by hand.
+    out = {}
+    module = dict(ex.model.named_modules())[last]
+    h = module.register_forward_hook(lambda m, a, o: out.__setitem__("o", o.detach().clone()))
+    try:
+        with torch.no_grad():
+            ex.model(ex.inputs)
+    finally:
+        h.remove()
+    by_hand = out["o"][0]  # (21, H, W)
+    assert ex._error == "" and ex._layer["kind"] == "maps"
+    assert ex._layer["channels"] == by_hand.shape[0] == 21
+    assert ex._layer["map_size"] == list(by_hand.shape[1:])
+    assert by_hand.shape[1] < ex.inputs.shape[-2]  # a head's map, not the upsampled output
+    ex.selected_channel = 15  # VOC's person
+    shown = decode_array(ex._channel["map"])
+    assert ex._channel["channel"] == 15
+    assert np.allclose(shown, by_hand[15].numpy(), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(shown, by_hand[14].numpy(), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize(
