@@ -28,9 +28,10 @@ from ..dataset import Sweep
 from ..errors import LayerScopeError
 from ..gradients import GradCam, grad_cam
 from ..images import SAMPLE_IMAGES, sample_image
-from ..nested import iter_tensors
+from ..nested import first_tensor, iter_tensors
 from ..preprocess import PreparedImage, Preprocess
 from ..receptive import ReceptiveField
+from ..spatial import spatial_maps
 from . import validation as check
 from .dataset_panel import DatasetPanel
 from .dataset_view import dataset_payload
@@ -219,6 +220,15 @@ class Explorer(DatasetPanel, LayerScopeWidget):
             raise LayerScopeError("no module selected: hook one first")
         s = self._session
         cls = s.default_class(self.selected_class if target_class is None else target_class)
+        if name in self.hooked_modules:
+            # The views' pass (one forward and backward for every hooked module, kept in the
+            # store) serves it when it is there: a lecture asks for what it just drew.
+            cached = s.grad_cams([name], cls, region).get(name)
+            if cached is not None:
+                out = first_tensor(s.capture([name], "hooked modules")[name])
+                activation = spatial_maps(out, 0, s.layouts.get(name))[0]
+                weights = cached.gradient.float().mean(dim=(1, 2))
+                return replace(cached, activation=activation, weights=weights)
         return grad_cam(self.model, self.inputs, name, cls, region=s.region_mask(region),
                         layout=s.layouts.get(name))  # fmt: skip
 
