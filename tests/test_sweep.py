@@ -229,6 +229,7 @@ def test_save_load_and_refuse_another_model(tmp_path):
 def test_an_interrupted_sweep_continues_and_counts_no_image_twice(tmp_path):
     model = Tiny().eval()
     make_images(tmp_path / "p", 10)
+    (tmp_path / "p" / "broken.png").write_bytes(b"not an image")  # first in order: batch 1
     whole = ls.sweep(
         model, tmp_path / "p", ["relu"], k=3, preprocess=PRE, batch_size=2, progress=False
     )
@@ -250,7 +251,7 @@ def test_an_interrupted_sweep_continues_and_counts_no_image_twice(tmp_path):
             progress=stop_after_four,
         )
     partial = Sweep.load(path)
-    assert partial.images == 4 and len(partial.processed) == 4
+    assert partial.images == 3 and len(partial.processed) == 4  # the broken file is done too
     counted = []
     resumed = ls.sweep(
         model,
@@ -262,7 +263,9 @@ def test_an_interrupted_sweep_continues_and_counts_no_image_twice(tmp_path):
         path=path,
         progress=lambda d, t: counted.append(d),
     )
-    assert resumed.images == 10 and counted[0] > 4 and counted[-1] == 10
+    assert resumed.images == 10 and counted[0] > 4 and counted[-1] == 11
+    # Read once, skipped once: a resumed sweep that read it again would list it twice.
+    assert [Path(s).name for s, _ in resumed.skipped] == ["broken.png"]
     for c in range(6):
         assert [(e.source, e.score) for e in resumed.top("relu", c)] == [
             (e.source, e.score) for e in whole.top("relu", c)
@@ -272,39 +275,49 @@ def test_an_interrupted_sweep_continues_and_counts_no_image_twice(tmp_path):
 
 
 KILLED = textwrap.dedent("""
-    import sys, time, torch
+    import os, signal, sys
     sys.path.insert(0, {tests!r})
     import layerscope as ls
     lsw = sys.modules["layerscope.dataset"]
+    fmt = sys.modules["layerscope.dataset.format"]
     from test_sweep import Tiny, PRE
     lsw.CHECKPOINT_SECONDS = 0.0  # a checkpoint after every batch
-    def slow(done, total):
-        print(done, flush=True)
-        time.sleep(0.3)
+    def die():
+        os.kill(os.getpid(), signal.SIGKILL)
+    def kill_at_six(done, total):  # batch 3 counted, its checkpoint not yet written
+        if {when!r} == "after batch" and done >= 6:
+            die()
+    real_save, saves = fmt.save_file, []
+    def half_written(tensors, target, metadata=None):  # the third checkpoint dies mid-write
+        real_save(tensors, target, metadata=metadata)
+        saves.append(target)
+        if {when!r} == "during write" and len(saves) == 3:
+            with open(target, "r+b") as f:
+                f.truncate(os.path.getsize(target) // 2)
+            die()
+    fmt.save_file = half_written
     ls.sweep(Tiny().eval(), {folder!r}, ["relu"], k=3, preprocess=PRE, batch_size=2,
-             path={path!r}, progress=slow)
+             path={path!r}, progress=kill_at_six)
 """)
 
 
-def test_a_killed_process_loses_only_the_last_batch(tmp_path):
+@pytest.mark.parametrize("when", ["after batch", "during write"])
+def test_a_killed_process_loses_only_the_last_batch(tmp_path, when):
+    """Killed (SIGKILL, by the process itself at a known point) after its third batch was
+    counted, or while writing the third checkpoint: the file holds the first two batches."""
     make_images(tmp_path / "p", 12)
     path = tmp_path / "killed.safetensors"
     code = KILLED.format(
-        tests=str(Path(__file__).parent), folder=str(tmp_path / "p"), path=str(path)
+        tests=str(Path(__file__).parent), folder=str(tmp_path / "p"), path=str(path), when=when
     )
-    proc = subprocess.Popen(
+    proc = subprocess.run(
         [sys.executable, "-c", code],
-        stdout=subprocess.PIPE,
-        text=True,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).parent)},
+        timeout=300,
     )
-    for line in proc.stdout:  # wait until some batches are done, then kill it outright
-        if int(line) >= 6:
-            proc.send_signal(signal.SIGKILL)
-            break
-    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
     partial = Sweep.load(path)
-    assert 4 <= partial.images < 12
+    assert partial.images == 4 and sorted(partial.processed) == [0, 1, 2, 3]
     model = Tiny().eval()
     resumed = ls.sweep(
         model,
@@ -318,9 +331,10 @@ def test_a_killed_process_loses_only_the_last_batch(tmp_path):
     )
     whole = ls.sweep(model, tmp_path / "p", ["relu"], k=3, preprocess=PRE, progress=False)
     assert resumed.images == 12
-    assert [(e.source, e.score) for e in resumed.top("relu", 2)] == [
-        (e.source, e.score) for e in whole.top("relu", 2)
-    ]
+    for c in range(6):
+        assert [(e.source, e.score) for e in resumed.top("relu", c)] == [
+            (e.source, e.score) for e in whole.top("relu", c)
+        ]
 
 
 def test_receptive_fields_are_traced_once_per_image_size(monkeypatch):
@@ -359,5 +373,59 @@ def test_a_reloaded_sweep_with_its_own_preprocessing_needs_it_again_for_crops(tm
     again = Sweep.load(path, images=tmp_path / "p", preprocess=squash)
     best = sw.top("relu", 0)[0].crop()
     assert np.array_equal(np.asarray(again.top("relu", 0)[0].crop()), np.asarray(best))
-    with pytest.raises(ls.LayerScopeError, match="not the sweep's"):
+    with pytest.raises(ls.LayerScopeError, match="is not the one"):
         Sweep.load(path, images=tmp_path / "p", preprocess=ls.Preprocess(resize=(40, 40)))
+
+
+def test_dangling_symlinks_and_symlink_loops_in_a_folder_are_skipped_and_reported(tmp_path):
+    paths = make_images(tmp_path / "p", 3)
+    (tmp_path / "p" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    (tmp_path / "p" / "loop.png").symlink_to(tmp_path / "p" / "loop.png")
+    sw = ls.sweep(Tiny().eval(), tmp_path / "p", ["relu"], k=3, preprocess=PRE, progress=False)
+    assert sw.images == len(paths)
+    skipped = {Path(s).name: why for s, why in sw.skipped}
+    assert set(skipped) == {"gone.png", "loop.png"}
+    assert all(why for why in skipped.values())
+
+
+def test_images_with_nan_pixels_or_nan_after_preprocessing_are_skipped(tmp_path):
+    make_images(tmp_path / "p", 3)
+    pixels = np.full((40, 48), 0.5, dtype=np.float32)
+    pixels[3, 4] = np.nan
+    Image.fromarray(pixels, mode="F").save(tmp_path / "p" / "nan.tif")
+    sw = ls.sweep(Tiny().eval(), tmp_path / "p", ["relu"], k=3, preprocess=PRE, progress=False)
+    assert sw.images == 3
+    assert [Path(s).name for s, _ in sw.skipped] == ["nan.tif"]
+    assert "NaN" in sw.skipped[0][1]
+
+    def poisoned(image):  # the first image's input becomes NaN after preprocessing
+        x = PRE(image).tensor[0]
+        return x * float("nan") if image.getpixel((0, 0)) == first_pixel else x
+
+    first = sorted((tmp_path / "p").rglob("*.png"))[0]
+    first_pixel = Image.open(first).convert("RGB").getpixel((0, 0))
+    sw = ls.sweep(Tiny().eval(), tmp_path / "p", ["relu"], k=3, preprocess=poisoned,
+                  progress=False)  # fmt: skip
+    assert sw.images == 2
+    assert sorted(Path(s).name for s, _ in sw.skipped) == sorted(["nan.tif", first.name])
+
+
+def test_top_k_ties_go_to_the_earlier_image_whatever_the_merge_order():
+    """Partials merged in reverse order rank like brute force: by score, then image index."""
+    from layerscope.dataset.topk import ChannelTopK
+
+    rng = np.random.default_rng(1)
+    maps = torch.tensor(rng.integers(0, 3, (12, 4, 2, 2)), dtype=torch.float32)  # many ties
+    k = 5
+    parts = []
+    for start in range(0, 12, 3):
+        part = ChannelTopK(k)
+        part.update(maps[start : start + 3], torch.arange(start, start + 3))
+        parts.append(part)
+    merged = ChannelTopK(k)
+    for part in reversed(parts):
+        merged.merge(part)
+    best = maps.flatten(2).amax(2)  # (N, C)
+    for c in range(4):
+        expected = sorted(range(12), key=lambda i: (-float(best[i, c]), i))[:k]
+        assert merged.ids[c].tolist() == expected

@@ -219,6 +219,8 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         image = Image.fromarray((a / top * 255).clip(0, 255).round().astype(np.uint8))
     elif image.mode == "F":
         a = np.asarray(image)
+        if not np.isfinite(a).all():  # min/max would be NaN: the image would turn black
+            raise ImageError("the image holds NaN or infinite pixel values (a float image)")
         span = float(a.max() - a.min()) or 1.0
         image = Image.fromarray(((a - a.min()) / span * 255).round().astype(np.uint8))
     if image.mode == "P":

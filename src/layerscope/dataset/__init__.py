@@ -23,7 +23,16 @@ from ..capture import resolve_modules
 from ..errors import LayerScopeError
 from ..preprocess import Preprocess
 from ..receptive import receptive_fields
-from .format import describe_preprocess, load_sweep, model_fingerprint, preprocess_args, read_header
+from .format import (
+    check_same_preprocess,
+    describe_preprocess,
+    first_difference,
+    load_sweep,
+    model_fingerprint,
+    preprocess_args,
+    read_header,
+)
+from .identify import content_digest
 from .local import Every, run_local
 from .result import ChannelStats, Example, Sweep
 from .sources import IMAGE_SUFFIXES, open_sources
@@ -51,15 +60,17 @@ def sweep(
 ) -> Sweep:
     """Sweep ``images`` through ``model`` and keep each channel's ``k`` best images.
 
-    ``images``: a folder (searched recursively for .jpg .jpeg .png .bmp .gif .webp .tif .tiff),
-    a list of paths, a torch Dataset returning an image or ``(image, target)``, or an iterable of
-    image tensors. ``preprocess``: a :class:`Preprocess` or any callable taking an RGB PIL image
-    and returning a tensor (default: resize to 224 and centre-crop 224 x 224). ``device``: where
-    the model runs (default: where its parameters are; it is moved back afterwards). Unreadable
-    files are skipped and listed in ``sweep.skipped``. ``path``: checkpoint there as the sweep
-    goes (about every 20 s) and at the end; run again with the same arguments, a sweep
-    continues where it stopped. ``progress``: a progress bar (tqdm), or a callable
-    ``(done, total)``."""
+    ``images``: a folder (searched recursively for .jpg .jpeg .png .bmp .gif .webp .tif .tiff), a
+    list of paths, a torch Dataset returning an image or ``(image, target)``, or an iterable of
+    image tensors. ``preprocess``: a :class:`Preprocess` or any callable taking an RGB PIL image and
+    returning a tensor (default: resize to 224 and centre-crop 224 x 224). ``device``: where the
+    model runs (default: where its parameters are; it is moved back afterwards). Unreadable files,
+    dangling symlinks, and images whose pixels or preprocessed input hold NaN or infinite values are
+    skipped and listed in ``sweep.skipped``. ``path``: checkpoint there as the sweep goes (about
+    every 20 s) and at the end; run again with the same arguments, a sweep continues where it
+    stopped; it refuses to when the preprocessing function (by its code and values) or an image's
+    contents (file bytes, tensor values; a Dataset's items by index) changed. ``progress``: a
+    progress bar (tqdm), or a callable ``(done, total)``."""
     if k < 1:
         raise LayerScopeError(f"k must be at least 1, got {k}")
     if engine not in ("local", "ray"):
@@ -82,6 +93,10 @@ def sweep(
     def done(counted: list[int], skipped: list[tuple[int, str]], shapes: list[Any]) -> None:
         result.images += len(counted)
         result.skipped.extend((sources.labels[i], why) for i, why in skipped)
+        for i in counted:  # to recognise the image on resume
+            digest = content_digest(sources.items[i]) if sources.kind != "dataset" else None
+            if digest is not None:
+                result.digests[i] = digest
         result.processed.update(counted)
         result.processed.update(i for i, _ in skipped)
         for shape in shapes:  # each input size has its own grid of units
@@ -133,11 +148,25 @@ def _start(
             if ours != theirs
         ]
         if mismatch:
+            detail = ""
+            if "images" in mismatch:
+                detail = f"; {first_difference(sources.labels, header['sources'])}"
             raise LayerScopeError(
-                f"{str(path)!r} holds another sweep (its {', '.join(mismatch)} differ): give "
-                "another path, or delete it to start over"
+                f"{str(path)!r} holds another sweep (its {', '.join(mismatch)} differ"
+                f"{detail}): give another path, or delete it to start over"
             )
-        return load_sweep(path)
+        check_same_preprocess(pre, header["preprocess"], repr(str(path)))
+        loaded = load_sweep(path)
+        changed = [
+            i for i, d in sorted(loaded.digests.items()) if content_digest(sources.items[i]) != d
+        ]
+        if changed:
+            raise LayerScopeError(
+                f"{str(path)!r} was swept over other contents: {len(changed)} image(s) changed "
+                f"since, first {sources.labels[changed[0]]!r}; resuming would mix old and new "
+                "images: give another path, or delete it to start over"
+            )
+        return loaded
     states = {n: ChannelTopK(k) for n in names}
     sweep = Sweep(names, k, states, list(sources.labels), fingerprint, desc)
     sweep.preprocess_args = preprocess_args(pre)

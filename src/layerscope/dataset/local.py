@@ -121,7 +121,13 @@ def run_local(
     for items in loader:
         skipped = [(i, why) for i, x, why in items if x is None]
         good = [(i, x) for i, x, _ in items if x is not None]
-        shapes = forward_by_shape(model, named, modules, states, good, device)
+        # A batch is a transaction: its forward reduces into partial states, merged into the
+        # running ones only once every module has seen it, so an interrupt mid-forward leaves
+        # the running states (and any checkpoint) without a half-counted batch.
+        partial = {n: ChannelTopK(states[n].k) for n in modules}
+        shapes = forward_by_shape(model, named, modules, partial, good, device)
+        for name, part in partial.items():
+            states[name].merge(part)
         done([i for i, _ in good], skipped, shapes)
 
 

@@ -65,8 +65,10 @@ class Sweep:
     fields: dict[str, dict[str, ReceptiveField]] = field(default_factory=dict)  # by "HxW"
     processed: set[int] = field(default_factory=set)
     preprocess_args: dict[str, Any] | None = None  # a Preprocess's fields, to rebuild it on load
+    digests: dict[int, str] = field(default_factory=dict)  # image index -> contents digest
     sources: Sources | None = field(default=None, repr=False)
     prepare: Any = field(default=None, repr=False)  # index -> PreparedImage, for crops
+    _same_contents: set[int] = field(default_factory=set, repr=False, compare=False)
 
     def _state(self, module: str) -> ChannelTopK:
         if module not in self.states:
@@ -160,6 +162,7 @@ class Sweep:
                 "re-attaches them (a folder, paths or the Dataset it was run on; with "
                 "preprocess=... when the sweep used a preprocessing function of its own)"
             )
+        self._check_contents(index)
         prepared = self.prepare(index)
         h, w = prepared.geometry.input_size
         rf = self.fields.get(module, {}).get(f"{h}x{w}")
@@ -176,7 +179,24 @@ class Sweep:
         """Image ``index`` as it was given (a path, a dataset item's image, a tensor)."""
         if self.sources is None:
             raise LayerScopeError("this sweep was loaded without its images: pass images=")
+        self._check_contents(index)
         return self.sources.load(index)
+
+    def _check_contents(self, index: int) -> None:
+        """Refuse to show image ``index`` when its contents changed since it was swept (a file
+        rewritten under the same name): its patch would not be what was scored. Checked once
+        per image, when it is first shown, not for every image at load."""
+        expected = self.digests.get(index)
+        if expected is None or index in self._same_contents or self.sources is None:
+            return
+        from .identify import content_digest
+
+        if content_digest(self.sources.items[index]) != expected:
+            raise LayerScopeError(
+                f"image {index} ({self.sources.labels[index]!r}) changed since it was swept: "
+                "its patch would show other pixels than those scored; sweep the images again"
+            )
+        self._same_contents.add(index)
 
     def save(self, path: str | Path) -> Path:
         """Write the sweep to ``path`` (see :mod:`layerscope.dataset.format`)."""

@@ -41,7 +41,12 @@ class Sources:
         return self.items[index]
 
     def prepare(self, index: int, preprocess: Preprocess | Any) -> PreparedImage:
-        return prepare_image(self.load(index), preprocess)
+        """Image ``index`` as a model input; an input holding NaN or infinite values (from
+        the image or from the preprocessing) is refused: it would be counted yet rank nowhere."""
+        prepared = prepare_image(self.load(index), preprocess)
+        if not torch.isfinite(prepared.tensor).all():
+            raise ImageError("the preprocessed image holds NaN or infinite values")
+        return prepared
 
 
 def open_sources(images: Any) -> Sources:
@@ -49,8 +54,12 @@ def open_sources(images: Any) -> Sources:
     if isinstance(images, (str, Path)):
         root = Path(images).expanduser()
         if root.is_dir():
+            # A dangling symlink or a symlink loop is no file, yet it is listed: reading it
+            # fails, so the sweep reports it in ``skipped`` instead of dropping it silently.
             paths = sorted(
-                p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                p
+                for p in root.rglob("*")
+                if (p.is_file() or p.is_symlink()) and p.suffix.lower() in IMAGE_SUFFIXES
             )
             if not paths:
                 raise LayerScopeError(
