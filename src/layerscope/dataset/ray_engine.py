@@ -20,6 +20,7 @@ from torch import nn
 
 from ..errors import LayerScopeError
 from .local import forward_by_shape
+from .ship import driver_only_modules, missing_module_error, pickled_by_value
 from .sources import Sources
 from .topk import ChannelTopK
 
@@ -36,6 +37,8 @@ class _Decode:
         index = int(row["index"])
         try:
             x = self.sources.prepare(index, self.preprocess).tensor[0].float().contiguous()
+        except ImportError:  # the preprocessing's code is missing here: no image's fault
+            raise
         except Exception as exc:  # unreadable, corrupt: reported, never fatal
             return {
                 "index": index,
@@ -104,24 +107,34 @@ def run_ray(
     cpus = ray.cluster_resources().get("CPU", 1)
     pool = actors or max(1, int(gpus) if gpus else min(2, int(cpus)))
     k = next(iter(states.values())).k
+    # Code from the user's own modules (next to the notebook) travels by value: the workers
+    # may not have them on their path.
+    dataset = sources.items if sources.kind == "dataset" else None
+    shipped = driver_only_modules(model, preprocess, dataset)
     cpu_model = model.to("cpu") if device.type != "cpu" else model
-    ds = ray.data.from_items([{"index": i} for i in todo])
-    ds = ds.map(_Decode(sources, preprocess))
-    ds = ds.map_batches(
-        _Reduce,
-        fn_constructor_args=(ray.put(cpu_model), modules, k),
-        batch_size=batch_size,
-        batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=pool),
-        num_gpus=1 if gpus else 0,
-    )
     try:
-        for batch in ds.iter_batches(batch_size=1, batch_format="numpy"):
-            for blob in batch["partial"]:
-                partial, counted, skipped, shapes = pickle.loads(blob)
-                for name, part in partial.items():
-                    states[name].merge(part)
-                done(counted, skipped, shapes)
+        with pickled_by_value(shipped):
+            ds = ray.data.from_items([{"index": i} for i in todo])
+            ds = ds.map(_Decode(sources, preprocess))
+            ds = ds.map_batches(
+                _Reduce,
+                fn_constructor_args=(ray.put(cpu_model), modules, k),
+                batch_size=batch_size,
+                batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=pool),
+                num_gpus=1 if gpus else 0,
+            )
+            for batch in ds.iter_batches(batch_size=1, batch_format="numpy"):
+                for blob in batch["partial"]:
+                    partial, counted, skipped, shapes = pickle.loads(blob)
+                    for name, part in partial.items():
+                        states[name].merge(part)
+                    done(counted, skipped, shapes)
+    except ray.exceptions.RayError as exc:  # a worker failed; an import: say which and why
+        missing = missing_module_error(exc)
+        if missing is None:
+            raise
+        raise missing from exc
     finally:
         if device.type != "cpu":
             model.to(device)
