@@ -244,3 +244,32 @@ def test_grad_cam_switches_between_hooked_modules_without_running_again(preset):
         assert np.allclose(got, direct.cam.numpy().ravel(), atol=1e-5)
     finally:
         forwards.remove()
+
+
+def test_ablated_channels_must_be_integers_and_a_refusal_keeps_the_previous_value(explorer):
+    from layerscope.widget.validation import check_ablations
+
+    explorer.ablations = {"backbone.layer4": [3, 7]}
+    kept, shown = dict(explorer.ablations), explorer._ablation
+    assert shown and explorer._error == ""
+    # True is an int to traitlets: only the shared rule stops it being read as channel 1; "12"
+    # and 1.7 get the same message (the trait takes any list and leaves the check to the rule).
+    for bad in ([True], [3, False], ["12"], [1.7]):
+        message = "channels must be integers"
+        with pytest.raises(traitlets.TraitError, match=message):
+            explorer.ablations = {"backbone.layer4": bad}
+        assert explorer.ablations == kept and explorer._ablation is shown
+        explorer.set_state({"ablations": {"backbone.layer4": bad}})  # from the browser
+        assert message in explorer._error
+        assert explorer.ablations == kept and explorer._ablation is shown
+        explorer.set_state({"_error": ""})
+    # The check itself follows Ablate([...])'s rule (edits.check_channels), word for word.
+    shapes = {"backbone.layer4": [1, 2048, 12, 12]}
+    for bad in ([True], [3, False], ["12"], [1.7], "12"):
+        with pytest.raises(ls.LayerScopeError, match="channels must be integers"):
+            ls.Ablate(bad)
+        with pytest.raises(traitlets.TraitError, match="channels must be integers"):
+            check_ablations({"backbone.layer4": bad}, shapes)
+    assert check_ablations({"backbone.layer4": [7, np.int64(3), 7]}, shapes) == {
+        "backbone.layer4": [3, 7]
+    }

@@ -7,34 +7,103 @@ a new one."""
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from .errors import LayerScopeError
 
-__all__ = ["Ablate", "Scale", "Patch", "Edit", "apply_edit", "edit_call"]
+__all__ = ["Ablate", "Scale", "Patch", "Edit", "apply_edit", "edit_call", "check_call",
+           "check_channels"]  # fmt: skip
+
+
+def _integer(v: Any) -> int | None:
+    """``v`` as an int when it is an integer (a Python int, an integer numpy scalar or 0-d
+    integer tensor; never a bool, a float or a string), else None."""
+    if isinstance(v, (bool, np.bool_)):
+        return None
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, torch.Tensor) and v.dim() == 0 and not v.is_floating_point():
+        if v.dtype not in (torch.bool, torch.complex64, torch.complex128):
+            return int(v)
+    return None
+
+
+def check_channels(kind: str, channels: Any) -> tuple[int, ...]:
+    """Channels as a tuple of ints; one integer is one channel. Anything else (a string, a
+    float, a bool) raises a LayerScopeError naming ``kind``, here rather than deep in the
+    model's forward (a string would be read digit by digit, 1.7 as 1, True as 1). The one rule
+    for channels, of :class:`Ablate` and :class:`Scale` and of the Explorer's ``ablations``."""
+    one = _integer(channels)
+    if one is not None:
+        return (one,)
+    items = None if isinstance(channels, (str, bytes, dict, set)) else channels
+    if isinstance(items, (np.ndarray, torch.Tensor)) and items.ndim != 1:
+        items = None
+    try:
+        values = list(items) if items is not None else None
+    except TypeError:
+        values = None
+    chosen = None if values is None else [_integer(c) for c in values]
+    if chosen is None or any(c is None for c in chosen):
+        raise LayerScopeError(
+            f"{kind} channels must be integers (a list such as [3, 7], or one int), got "
+            f"{channels!r}"
+        )
+    return tuple(c for c in chosen if c is not None)
+
+
+def _as_call(kind: str, call: Any) -> int | None:
+    if call is None:
+        return None
+    index = _integer(call)
+    if index is None or index < 0:
+        raise LayerScopeError(
+            f"{kind} call={call!r}: pass None (every call) or the index of one call, an int "
+            "from 0 (the module's first call)"
+        )
+    return index
+
+
+def _as_number(kind: str, what: str, value: Any) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise LayerScopeError(f"{kind} {what} must be a number, got {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)
 class Ablate:
-    """Set ``channels`` to ``value`` (0: the channel switched off). ``call``: which call of a
-    reused module to edit (every call when None)."""
+    """Set ``channels`` to ``value`` (0: the channel switched off). ``channels``: integers (a
+    list, or one int for one channel). ``call``: which call of a reused module to edit, from 0
+    (every call when None)."""
 
     channels: Sequence[int]
     value: float = 0.0
     call: int | None = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "channels", check_channels("Ablate", self.channels))
+        object.__setattr__(self, "value", _as_number("Ablate", "value", self.value))
+        object.__setattr__(self, "call", _as_call("Ablate", self.call))
+
 
 @dataclass(frozen=True)
 class Scale:
-    """Multiply ``channels`` by ``factor``."""
+    """Multiply ``channels`` (integers, or one int) by ``factor``."""
 
     channels: Sequence[int]
     factor: float
     call: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "channels", check_channels("Scale", self.channels))
+        object.__setattr__(self, "factor", _as_number("Scale", "factor", self.factor))
+        object.__setattr__(self, "call", _as_call("Scale", self.call))
 
 
 @dataclass(frozen=True)
@@ -44,8 +113,16 @@ class Patch:
     other_inputs: Any
     call: int | None = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "call", _as_call("Patch", self.call))
+
 
 Edit = Ablate | Scale | Patch | Callable[[torch.Tensor], torch.Tensor]
+
+
+def check_call(kind: str, call: Any) -> int | None:
+    """``call`` checked: None or an int from 0 (a LayerScopeError otherwise)."""
+    return _as_call(kind, call)
 
 
 def edit_call(edit: Edit) -> int | None:

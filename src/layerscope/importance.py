@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .capture import Capturer, resolve_modules
+from .edits import check_call
 from .errors import CaptureError, LayerScopeError
 from .gradients import class_score, target_pixels
 from .intervene import capture_storage, reusable_gated, reusable_prefix, run_edited
@@ -81,6 +82,7 @@ def channel_importance(
 ) -> ChannelImportance:
     """Estimate every channel's effect on ``target_class``'s score and measure the largest
     ``exact_top`` exactly (``batch`` at a time)."""
+    call = check_call("channel_importance", call) or 0
     named = dict(model.named_modules())
     (name,) = resolve_modules(model, [module], named)
     args = prepare_inputs(model, named, as_args(inputs))

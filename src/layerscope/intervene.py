@@ -7,9 +7,10 @@
 The edited forward reuses what the edit cannot change: the modules that finished before the first
 edited module started stand in with their cached outputs (LayerScope's cache: the first call
 captures them, once) for the length of the run, so an edit at ``backbone.layer4`` of DeepLabV3
-runs only layer4, the heads and the upsampling. The edits are forward hooks. The model is left as
-it was found (hooks, its modules' forward methods, train/eval modes, grad mode), also when an edit
-raises."""
+runs only layer4, the heads and the upsampling. Later ones (the edited modules, an auxiliary head)
+stand in while :mod:`layerscope.gate` finds nothing they read derived from an edit. The edits are
+forward hooks. The model is left as it was found (hooks, its modules' forward methods, train/eval
+modes, grad mode), also when an edit raises."""
 
 from __future__ import annotations
 
@@ -19,12 +20,12 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.overrides import TorchFunctionMode
 
 from .activations import Activations
 from .capture import Capturer, resolve_modules
 from .edits import Edit, Patch, apply_edit, edit_call
 from .errors import LayerScopeError
+from .gate import Gated, Taint
 from .nested import iter_tensors, map_tensors
 from .safety import as_args, model_kept_as_found, prepare_inputs, run_model
 
@@ -114,12 +115,19 @@ def intervene(
     args = prepare_inputs(model, named, as_args(inputs))
     run = run_edited(model, named, args, functions, replay, wanted, gated=gated)
     for name in edited:
-        only = edit_call(edits[name])
-        if only is not None and only >= run.edited.get(name, 0):
-            raise LayerScopeError(f"{name} ran {run.edited.get(name, 0)} time(s): no call {only}")
+        only, times = edit_call(edits[name]), run.edited.get(name, 0)
+        if times == 0:
+            raise LayerScopeError(
+                f"{name} never ran in the model's forward (0 calls): nothing was edited; edit a "
+                "module that runs on these inputs"
+            )
+        if only is not None and only >= times:
+            raise LayerScopeError(
+                f"{name} ran {times} time(s): no call {only} to edit (calls count from 0)"
+            )
     captured = Activations(run.captured, requested=wanted, output=run.output)
-    stood_in = [n for n in gated if n not in run.ran]
-    return Intervention(run.output, base.output, captured, base, sorted([*replay, *stood_in]))
+    stood_in = [n for n in {**replay, **gated} if n not in run.ran]
+    return Intervention(run.output, base.output, captured, base, sorted(stood_in))
 
 
 def reusable_prefix(cap: Capturer, inputs: Any, edited: list[str]) -> dict[str, list[Any]]:
@@ -170,78 +178,6 @@ def _ancestors(name: str) -> list[str]:
     return [".".join(parts[:i]) for i in range(1, len(parts))]
 
 
-class _StandIn:
-    """Stands in for a module's forward: its cached outputs, call after call, on the model's
-    device, ``batch`` rows (a view of one row, so an in-place write fails instead of spoiling
-    the cache; a copy for one row)."""
-
-    def __init__(self, calls: list[Any], device: torch.device | None, batch: int) -> None:
-        self.calls, self.device, self.batch, self.index = calls, device, batch, 0
-
-    def __call__(self, *_args: Any, **_kwargs: Any) -> Any:
-        out = self.calls[min(self.index, len(self.calls) - 1)]
-        self.index += 1
-
-        def one(t: torch.Tensor) -> torch.Tensor:
-            t = t.to(self.device) if self.device is not None else t
-            if self.batch > 1 and t.dim() and t.shape[0] == 1:
-                return t.expand(self.batch, *t.shape[1:])
-            return t.clone()
-
-        return map_tensors(out, one)
-
-
-class _Taint(TorchFunctionMode):
-    """Which memory holds values derived from an edit, by storage: an op that reads any of it
-    marks what it returns (in place too). Too many marks cost only speed: a module whose inputs
-    are marked runs instead of standing in."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.storages: set[int] = set()
-
-    def mark(self, obj: Any) -> None:
-        for t in iter_tensors(obj):
-            self.storages.add(t.untyped_storage().data_ptr())
-
-    def touches(self, obj: Any) -> bool:
-        return any(t.untyped_storage().data_ptr() in self.storages for t in iter_tensors(obj))
-
-    def __torch_function__(
-        self, func: Callable[..., Any], types: Any, args: Any = (), kwargs: Any = None
-    ) -> Any:
-        kwargs = kwargs or {}
-        out = func(*args, **kwargs)
-        if self.storages and self.touches((list(args), kwargs)):
-            self.mark(out)
-        return out
-
-
-class _Gated(_StandIn):
-    """Stands in for a module whose cached outputs are valid as long as its inputs are: it runs
-    the module's own forward when an input holds values derived from an edit."""
-
-    def __init__(
-        self,
-        calls: list[Any],
-        device: torch.device | None,
-        batch: int,
-        forward: Callable[..., Any],
-        taint: _Taint,
-        ran: set[str],
-        name: str,
-    ) -> None:
-        super().__init__(calls, device, batch)
-        self.forward, self.taint, self.ran, self.name = forward, taint, ran, name
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if self.taint.touches((list(args), kwargs)) or self.index >= len(self.calls):
-            self.index += 1
-            self.ran.add(self.name)
-            return self.forward(*args, **kwargs)
-        return super().__call__()
-
-
 def gated_candidates(
     named: dict[str, nn.Module], started: dict[str, int], edited: list[str], prefix: set[str]
 ) -> list[str]:
@@ -250,7 +186,7 @@ def gated_candidates(
     that start after the first edit (an auxiliary head reading an earlier stage)."""
     first = min(started.get(e, 0) for e in edited)
     path = {a for e in edited for a in _ancestors(e)} | {""}
-    out = list(edited)
+    out = [e for e in edited if e not in path]  # one holding another edit runs (it must reach it)
     for name in named:
         parent = name.rpartition(".")[0] if name else None
         if parent is None or parent not in path or name in path or name in prefix:
@@ -284,9 +220,11 @@ def run_edited(
     batch: int = 1,
     grad: bool = False,
 ) -> EditedRun:
-    """One forward with ``edits`` applied (forward hooks) and ``replay`` modules standing in
-    with their cached outputs. ``batch`` > 1 runs that many rows (the inputs and what stands in are
-    broadcast). Everything installed is removed and the model restored, whatever happens."""
+    """One forward with ``edits`` applied (forward hooks) and ``replay`` and ``gated`` modules
+    standing in with their cached outputs while those are valid (see
+    :class:`~layerscope.gate.Gated`). ``batch`` > 1 runs that many rows (the inputs and what
+    stands in are broadcast). Everything installed is removed and the model restored, whatever
+    happens."""
     device = next((p.device for p in model.parameters()), None)
     counts: dict[str, int] = {}
     captured: dict[str, list[Any]] = {n: [] for n in capture}
@@ -294,7 +232,7 @@ def run_edited(
     swapped: list[tuple[nn.Module, Any]] = []
     missing = object()
 
-    taint = _Taint()
+    taint = Taint()
     ran: set[str] = set()
 
     def edit_hook(name: str, fn: EditFn) -> Callable[..., Any]:
@@ -318,14 +256,11 @@ def run_edited(
         args = map_tensors(args, lambda t: t.expand(batch, *t.shape[1:]) if t.shape[0] == 1 else t)
     try:
         with model_kept_as_found(model, train=False, grad=grad):
-            for name, calls in replay.items():
+            modules = list(named.values())
+            for name, calls in {**replay, **(gated or {})}.items():
                 module = named[name]
                 swapped.append((module, module.__dict__.get("forward", missing)))
-                module.forward = _StandIn(calls, device, batch)  # type: ignore[method-assign]
-            for name, calls in (gated or {}).items():
-                module = named[name]
-                swapped.append((module, module.__dict__.get("forward", missing)))
-                gate = _Gated(calls, device, batch, module.forward, taint, ran, name)
+                gate = Gated(calls, device, batch, module.forward, taint, ran, name, modules)
                 module.forward = gate  # type: ignore[method-assign]
             handles.extend(
                 named[n].register_forward_hook(edit_hook(n, f)) for n, f in edits.items()

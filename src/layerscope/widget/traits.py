@@ -61,7 +61,7 @@ class LayerScopeWidget(anywidget.AnyWidget):
     selected_class = t.Int(-1).tag(sync=True)
     """Class whose score map (segmentation) or Grad-CAM is shown; -1 picks the largest predicted
     non-background class, or the top prediction."""
-    ablations = t.Dict(value_trait=t.List(t.Int()), default_value={}).tag(sync=True)
+    ablations = t.Dict(value_trait=t.List(), default_value={}).tag(sync=True)
     """Channels set to zero, by module (``{"backbone.layer4": [3, 7]}``): the prediction views
     show the edited prediction beside the model's own. Shift-click a channel tile to toggle one;
     an empty dict is the model's own prediction."""

@@ -8,6 +8,9 @@ from typing import Any
 
 from traitlets import TraitError
 
+from ..edits import check_channels
+from ..errors import LayerScopeError
+
 __all__ = ["check_call", "check_frame", "check_channel", "check_class", "check_opacity",
            "check_region", "check_ablations"]  # fmt: skip
 
@@ -67,9 +70,14 @@ def check_region(region: list[float]) -> list[float]:
 
 def check_ablations(value: dict[str, list[int]], shapes: dict[str, Any]) -> dict[str, list[int]]:
     """Modules known, with a channel dimension (dimension 1 of an (N, C, H, W) or (N, C)
-    output, as the first forward showed), channels in range."""
+    output, as the first forward showed), channels integers (the rule of
+    :func:`~layerscope.edits.check_channels`: no string, float or bool) and in range."""
     out = {}
-    for module, channels in value.items():
+    for module, given in value.items():
+        try:
+            channels = check_channels(f"ablations[{module!r}]", given)
+        except LayerScopeError as e:
+            raise TraitError(str(e)) from None
         shape = shapes.get(module)
         dims = shape if isinstance(shape, list) else []
         if len(dims) not in (2, 4) or not all(isinstance(d, int) for d in dims):
@@ -77,11 +85,11 @@ def check_ablations(value: dict[str, list[int]], shapes: dict[str, Any]) -> dict
                 f"{module}'s output {shape} has no channel dimension to ablate (dimension 1 of "
                 "an (N, C, H, W) or (N, C) tensor)"
             )
-        bad = [c for c in channels if not 0 <= int(c) < shape[1]]
+        bad = [c for c in channels if not 0 <= c < shape[1]]
         if bad:
             raise TraitError(
                 f"channel(s) {bad} out of range: {module} has {shape[1]} channels "
                 f"(0-{shape[1] - 1})"
             )
-        out[module] = sorted({int(c) for c in channels})
+        out[module] = sorted(set(channels))
     return out
