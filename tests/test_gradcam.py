@@ -119,33 +119,3 @@ def test_explorer_gradcam_overlay_and_region():
     )
     ex.overlay = "aggregate"
     assert ex._gradcam == {}
-
-
-def test_explorer_grad_cam_reuses_the_views_pass_and_equals_grad_cam_by_hand():
-    """What the overlay drew serves ``explorer.grad_cam()`` without another forward, and it is
-    the same Grad-CAM as one computed afresh (checked against autograd by hand above): cam,
-    activation, gradient, weights, score and pixels, for each hooked module and a new image."""
-    from conftest import ForwardCounter
-
-    preset = ls.load_preset("deeplabv3_mobilenet_v3_large", weights=None)
-    names = ["backbone.16", "backbone.12"]
-    ex = Explorer(preset.model, ls.sample_image(), preprocess=preset.preprocess.with_size(128),
-                  class_names=preset.class_names, hooked_modules=names)  # fmt: skip
-    for image in (None, ls.sample_image("chelsea")):
-        if image is not None:
-            ex.set_image(image)
-        ex.overlay = "gradcam"
-        forwards = ForwardCounter(dict(preset.model.named_modules())["backbone.0"])
-        try:
-            mine = {n: ex.grad_cam(module=n) for n in names}
-        finally:
-            forwards.remove()
-        assert forwards.count == 0  # the overlay's forward and backward served both
-        for n in names:
-            fresh = grad_cam(preset.model, ex.inputs, n, mine[n].target_class)
-            for field in ("cam", "activation", "gradient", "weights"):
-                got, want = getattr(mine[n], field), getattr(fresh, field)
-                torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6, msg=field)
-            assert mine[n].score == pytest.approx(fresh.score, rel=1e-5)
-            assert mine[n].pixels == fresh.pixels
-        ex.overlay = "aggregate"

@@ -28,6 +28,7 @@ from ..dataset import Sweep
 from ..errors import LayerScopeError
 from ..gradients import GradCam, grad_cam
 from ..images import SAMPLE_IMAGES, sample_image
+from ..importance import ChannelImportance
 from ..nested import first_tensor, iter_tensors
 from ..preprocess import PreparedImage, Preprocess
 from ..receptive import ReceptiveField
@@ -231,6 +232,22 @@ class Explorer(DatasetPanel, LayerScopeWidget):
                 return replace(cached, activation=activation, weights=weights)
         return grad_cam(self.model, self.inputs, name, cls, region=s.region_mask(region),
                         layout=s.layouts.get(name))  # fmt: skip
+
+    def channel_importance(
+        self, module: str | None = None, target_class: int | None = None
+    ) -> ChannelImportance:
+        """What each channel of ``module`` (default: the selected one) does to ``target_class``
+        (default: the class the views use): every channel's first-order estimate and the exact
+        drop of the largest 16 (:func:`layerscope.channel_importance`). The importance view
+        shows the same result: computed once per image, module and class, and shared."""
+        name = module or self.selected_module
+        if not name:
+            raise LayerScopeError("no module selected: hook one first, or pass module=")
+        (name,) = resolve_modules(self.model, [name], self._named)
+        s = self._session
+        cls = s.default_class(self.selected_class if target_class is None else target_class)
+        call = (self._view.layer or {}).get("call", 0) if name == self.selected_module else 0
+        return s.channel_importance(name, cls, call)
 
     def compare(
         self,

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Hashable, Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -20,7 +21,7 @@ from ..capture import Capturer
 from ..edits import Ablate
 from ..errors import LayerScopeError
 from ..gradients import GradCam, grad_cams
-from ..importance import channel_importance
+from ..importance import ChannelImportance, channel_importance
 from ..intervene import intervene
 from ..models import torchvision_class_names
 from ..nested import first_tensor
@@ -45,6 +46,7 @@ from .viewstate import Scene
 __all__ = ["Session"]
 
 Status = Callable[[dict[str, Any]], None]
+EXACT_TOP = 16  # channels whose drop the importance view measures exactly (each a partial forward)
 
 
 def _float_dtype_device(model: nn.Module) -> tuple[torch.dtype, torch.device]:
@@ -262,10 +264,35 @@ class Session:
 
     def importance(self, name: str, cls: int, call: int) -> Any:
         """Channel importance of ``name`` for class ``cls``, as a payload."""
-        with self.busy(f"channel importance of {name}"):
-            result = channel_importance(self.model, self.inputs, name, cls, exact_top=16, call=call)
+        result = self.channel_importance(name, cls, call)
         label = class_label(self.class_names, cls)
         return importance_payload(result, label, call)
+
+    def channel_importance(self, name: str, cls: int, call: int) -> ChannelImportance:
+        """Channel importance of ``name`` for class ``cls`` (exact drops of the top
+        ``EXACT_TOP``), kept in the model's store for this image: the view and
+        ``explorer.channel_importance()`` share one computation."""
+        key: Hashable = ("importance", name, cls, call, EXACT_TOP)
+        cached = self.capturer.derived(self.inputs, key)
+        if cached is not None:
+            estimate, order, channels, drops, score = cached
+            exact = dict(zip(channels.tolist(), drops.tolist()))
+            return ChannelImportance(
+                name, cls, float(score), estimate.numpy(), order.numpy(), exact
+            )
+        with self.busy(f"channel importance of {name}"):
+            result = channel_importance(
+                self.model, self.inputs, name, cls, exact_top=EXACT_TOP, call=call
+            )
+        kept = (
+            torch.from_numpy(np.array(result.estimate)),
+            torch.from_numpy(np.array(result.order)),
+            torch.tensor(list(result.exact), dtype=torch.int64),
+            torch.tensor(list(result.exact.values()), dtype=torch.float64),
+            torch.tensor(result.score, dtype=torch.float64),
+        )
+        self.capturer.keep_derived(self.inputs, key, kept)
+        return result
 
     # -- Grad-CAM ------------------------------------------------------------------------------
 

@@ -1,0 +1,90 @@
+"""What the Explorer's views computed serves the Python API without another pass: Grad-CAM and
+channel importance, each checked against the same analysis computed afresh (itself checked
+against autograd and hand ablations in test_gradcam.py and test_interventions.py), with the
+forwards counted from outside."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import layerscope as ls
+from conftest import ForwardCounter
+from layerscope import Explorer
+from layerscope.gradients import grad_cam
+
+
+def test_explorer_grad_cam_reuses_the_views_pass_and_equals_grad_cam_by_hand():
+    """What the overlay drew serves ``explorer.grad_cam()`` without another forward, and it is
+    the same Grad-CAM as one computed afresh (checked against autograd by hand above): cam,
+    activation, gradient, weights, score and pixels, for each hooked module and a new image."""
+    preset = ls.load_preset("deeplabv3_mobilenet_v3_large", weights=None)
+    names = ["backbone.16", "backbone.12"]
+    ex = Explorer(preset.model, ls.sample_image(), preprocess=preset.preprocess.with_size(128),
+                  class_names=preset.class_names, hooked_modules=names)  # fmt: skip
+    for image in (None, ls.sample_image("chelsea")):
+        if image is not None:
+            ex.set_image(image)
+        ex.overlay = "gradcam"
+        forwards = ForwardCounter(dict(preset.model.named_modules())["backbone.0"])
+        try:
+            mine = {n: ex.grad_cam(module=n) for n in names}
+        finally:
+            forwards.remove()
+        assert forwards.count == 0  # the overlay's forward and backward served both
+        for n in names:
+            fresh = grad_cam(preset.model, ex.inputs, n, mine[n].target_class)
+            for field in ("cam", "activation", "gradient", "weights"):
+                got, want = getattr(mine[n], field), getattr(fresh, field)
+                torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6, msg=field)
+            assert mine[n].score == pytest.approx(fresh.score, rel=1e-5)
+            assert mine[n].pixels == fresh.pixels
+        ex.overlay = "aggregate"
+
+
+def test_explorer_channel_importance_is_the_views_result_computed_once():
+    preset = ls.load_preset("deeplabv3_mobilenet_v3_large", weights=None)
+    model = preset.model
+    ex = Explorer(model, ls.sample_image(), preprocess=preset.preprocess.with_size(128),
+                  class_names=preset.class_names, hooked_modules=["backbone.16"])  # fmt: skip
+    ex.show_importance = True
+    view = ex.view.importance
+    forwards = ForwardCounter(dict(model.named_modules())["backbone.0"])
+    try:
+        mine = ex.channel_importance()
+    finally:
+        forwards.remove()
+    assert forwards.count == 0  # the view's computation, shared
+    fresh = ls.channel_importance(model, ex.inputs, "backbone.16", mine.target_class,
+                                  exact_top=16)  # fmt: skip
+    assert mine.target_class == view["target"]
+    assert mine.score == pytest.approx(fresh.score, rel=1e-5)
+    np.testing.assert_allclose(mine.estimate, fresh.estimate, rtol=1e-4, atol=1e-6)
+    assert list(mine.order[:16]) == list(fresh.order[:16]) == view["channels"][:16]
+    assert mine.exact.keys() == fresh.exact.keys()
+    for c, drop in fresh.exact.items():
+        assert mine.exact[c] == pytest.approx(drop, rel=1e-4, abs=1e-4)
+
+
+def test_explorer_channel_importance_follows_the_class_and_the_image():
+    """Another class, or a new image, is another computation, not the first one served again
+    (a classifier: every class has a score)."""
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None).eval()
+    pre = ls.Preprocess(resize=(96, 96))
+    ex = Explorer(model, ls.sample_image(), preprocess=pre, hooked_modules=["layer4"])
+    first = ex.channel_importance()
+    for cls in (first.target_class, (first.target_class + 7) % 1000):
+        mine = ex.channel_importance(target_class=cls)
+        fresh = ls.channel_importance(model, ex.inputs, "layer4", cls, exact_top=16)
+        assert mine.target_class == cls
+        np.testing.assert_allclose(mine.estimate, fresh.estimate, rtol=1e-4, atol=1e-6)
+        assert mine.exact.keys() == fresh.exact.keys()
+    ex.set_image(ls.sample_image("chelsea"))
+    again = ex.channel_importance(target_class=first.target_class)
+    fresh = ls.channel_importance(model, ex.inputs, "layer4", first.target_class, exact_top=16)
+    np.testing.assert_allclose(again.estimate, fresh.estimate, rtol=1e-4, atol=1e-6)
+    assert not np.allclose(again.estimate, first.estimate)
