@@ -33,7 +33,7 @@ from .format import (
     read_header,
 )
 from .identify import content_digest
-from .local import Every, run_local
+from .local import Every, interrupts_deferred, run_local
 from .result import ChannelStats, Example, Sweep
 from .sources import IMAGE_SUFFIXES, open_sources
 from .topk import ChannelTopK
@@ -90,19 +90,27 @@ def sweep(
     every = Every(CHECKPOINT_SECONDS)
     traced: set[tuple[int, ...]] = set()  # image shapes (C, H, W) already traced
 
-    def done(counted: list[int], skipped: list[tuple[int, str]], shapes: list[Any]) -> None:
-        result.images += len(counted)
-        result.skipped.extend((sources.labels[i], why) for i, why in skipped)
-        for i in counted:  # to recognise the image on resume
-            digest = content_digest(sources.items[i]) if sources.kind != "dataset" else None
-            if digest is not None:
-                result.digests[i] = digest
-        result.processed.update(counted)
-        result.processed.update(i for i, _ in skipped)
+    def done(
+        counted: list[int],
+        skipped: list[tuple[int, str]],
+        shapes: list[Any],
+        partial: dict[str, ChannelTopK],
+    ) -> None:
         for shape in shapes:  # each input size has its own grid of units
             if tuple(shape[1:]) not in traced:  # once: a module with no field would retrace
-                traced.add(tuple(shape[1:]))
                 _fields(model, result, names, shape, dev)
+                traced.add(tuple(shape[1:]))
+        digests = {  # to recognise the image on resume
+            i: content_digest(sources.items[i]) for i in counted if sources.kind != "dataset"
+        }
+        with interrupts_deferred():  # the batch's counts and its record change together
+            for name, part in partial.items():
+                result.states[name].merge(part)
+            result.images += len(counted)
+            result.skipped.extend((sources.labels[i], why) for i, why in skipped)
+            result.digests.update((i, d) for i, d in digests.items() if d is not None)
+            result.processed.update(counted)
+            result.processed.update(i for i, _ in skipped)
         bar(len(counted) + len(skipped))
         if path and every():
             result.save(path)

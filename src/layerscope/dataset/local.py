@@ -5,8 +5,11 @@ copy is kept), merged into the running top-k."""
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -18,7 +21,12 @@ from ..safety import model_kept_as_found, run_model
 from .sources import Sources
 from .topk import ChannelTopK
 
-__all__ = ["run_local", "PreparedItems", "forward_by_shape"]
+__all__ = ["run_local", "PreparedItems", "forward_by_shape", "interrupts_deferred", "Done"]
+
+# done(counted, skipped, input shapes, the batch's partial states): commits one batch.
+Done = Callable[
+    [list[int], list[tuple[int, str]], list[tuple[int, ...]], dict[str, ChannelTopK]], None
+]
 
 
 class PreparedItems(torch.utils.data.Dataset):
@@ -107,9 +115,10 @@ def run_local(
     batch_size: int,
     num_workers: int,
     device: torch.device,
-    done: Callable[[list[int], list[tuple[int, str]], list[tuple[int, ...]]], None],
+    done: Done,
 ) -> None:
-    """Count the images ``todo``; after each batch, ``done(counted, skipped, input shapes)``."""
+    """Count the images ``todo``; after each batch, ``done(counted, skipped, input shapes,
+    partial states)`` merges and records it."""
     named = dict(model.named_modules())
     loader = torch.utils.data.DataLoader(
         PreparedItems(sources, preprocess, todo),
@@ -122,13 +131,28 @@ def run_local(
         skipped = [(i, why) for i, x, why in items if x is None]
         good = [(i, x) for i, x, _ in items if x is not None]
         # A batch is a transaction: its forward reduces into partial states, merged into the
-        # running ones only once every module has seen it, so an interrupt mid-forward leaves
-        # the running states (and any checkpoint) without a half-counted batch.
+        # running ones by ``done`` only once every module has seen it, so an interrupt
+        # mid-forward leaves the running states (and any checkpoint) without a half-counted batch.
         partial = {n: ChannelTopK(states[n].k) for n in modules}
         shapes = forward_by_shape(model, named, modules, partial, good, device)
-        for name, part in partial.items():
-            states[name].merge(part)
-        done([i for i, _ in good], skipped, shapes)
+        done([i for i, _ in good], skipped, shapes, partial)
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Ctrl-C (SIGINT) inside is raised on the way out, not halfway through: a batch's states
+    and the record that its images were counted change together or not at all."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only
+        return
+    caught: list[tuple[int, Any]] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append((signum, frame)))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught and callable(previous):
+            previous(*caught[0])
 
 
 class Every:

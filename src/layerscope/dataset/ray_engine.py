@@ -127,9 +127,7 @@ def run_ray(
             for batch in ds.iter_batches(batch_size=1, batch_format="numpy"):
                 for blob in batch["partial"]:
                     partial, counted, skipped, shapes = pickle.loads(blob)
-                    for name, part in partial.items():
-                        states[name].merge(part)
-                    done(counted, skipped, shapes)
+                    done(counted, skipped, shapes, partial)
     except ray.exceptions.RayError as exc:  # a worker failed; an import: say which and why
         missing = missing_module_error(exc)
         if missing is None:
