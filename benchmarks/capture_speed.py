@@ -6,15 +6,25 @@
 What a user pays: every call gets a new input (so the cache misses, and hashing the input and
 checking the weights are paid as in real use), with LayerScope's real defaults. For each case the
 cold first call (LayerScope's state forgotten: the execution order is learned again, buffers are
-fresh) is reported beside the warm median; the order of the cases rotates from round to round.
+fresh) is reported beside the warm min/median/max; the order of the cases is shuffled every round
+(seeded), so no case always follows the same neighbour.
 Memory is measured from outside: the peak resident set size of the process during the case
 above what it held before (Linux resets the peak per case), or on a GPU the peak allocated.
 Ratios are to a plain ``no_grad`` forward timed in the same rounds. Random weights: timing does
-not depend on their values."""
+not depend on their values.
+
+Not every row does the same work as the plain forward: the default "five stages" capture stops
+after ``classifier`` and skips ``aux_classifier``, which the plain forward pays for (its
+``stop_early=False`` sibling is printed beside it), and "every module" within the default 1 GiB
+budget is lossy at the default size: under each LayerScope row that kept anything in less than
+float32 (and under every "every module" row) a line counts, from the returned captures of the
+cold call and of the last timed call, the module outputs kept in float32, in bfloat16 and dropped
+by the budget, and a lossy row's name says LOSSY."""
 
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import time
 import warnings
@@ -26,6 +36,7 @@ from torchvision.models.feature_extraction import create_feature_extractor
 
 import layerscope as ls
 from layerscope.models import load_preset
+from layerscope.nested import iter_tensors
 
 FIVE = ["backbone.layer1", "backbone.layer2", "backbone.layer3", "backbone.layer4", "classifier"]
 _STATUS = Path("/proc/self/status")
@@ -36,6 +47,36 @@ def _rss_kib(field: str) -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     return 0
+
+
+def stored_as(acts: ls.Activations) -> dict[str, int]:
+    """How the memory budget kept each requested module's outputs, counted from the captures
+    themselves: floats in float32, in bfloat16, dropped (evicted: no output returned), never ran
+    (a container such as a ModuleList), or anything else (another dtype, mixed)."""
+    evicted = set(acts.memory.evicted) if acts.memory else set()
+    counts = {"float32": 0, "bfloat16": 0, "dropped": 0, "never ran": 0, "other": 0}
+    for name in acts.requested:
+        calls = acts.calls(name)
+        if not calls:
+            counts["dropped" if name in evicted else "never ran"] += 1
+            continue
+        dtypes = {t.dtype for c in calls for t in iter_tensors(c) if t.is_floating_point()}
+        if dtypes == {torch.float32}:
+            counts["float32"] += 1
+        elif torch.bfloat16 in dtypes:  # the budget's reduced precision (these models: float32)
+            counts["bfloat16"] += 1
+        else:
+            counts["other"] += 1
+    return counts
+
+
+def _describe(counts: dict[str, int]) -> str:
+    text = (
+        f"{counts['float32']} in float32, {counts['bfloat16']} in bfloat16, "
+        f"{counts['dropped']} dropped"
+    )
+    extra = "".join(f", {counts[k]} {k}" for k in ("never ran", "other") if counts[k])
+    return text + extra
 
 
 class Peak:
@@ -68,6 +109,7 @@ def main() -> None:
     p.add_argument("--size", type=int, default=520)
     p.add_argument("--device", default="cpu")
     p.add_argument("--reps", type=int, default=7)
+    p.add_argument("--seed", type=int, default=0, help="seeds the per-round shuffle of the cases")
     p.add_argument("--torchlens-reps", type=int, default=1, help="0 skips TorchLens")
     args = p.parse_args()
 
@@ -103,16 +145,16 @@ def main() -> None:
 
     cases: dict[str, Callable[[], object]] = {
         "plain forward (no_grad)": lambda: _plain(model, new_input()),
-        "five stages (default: cache on, stops after classifier)": quiet(
+        "five stages (default: stop_early, skips aux_classifier)": quiet(
             lambda: cap.capture(new_input(), FIVE)
         ),
         "five stages, to the end (stop_early=False)": quiet(
             lambda: cap.capture(new_input(), FIVE, stop_early=False)
         ),
-        f"every module ({len(every)}), default 1 GiB budget": quiet(
+        f"every module ({len(every)}), default {cap.memory_budget / 2**30:g} GiB budget": quiet(
             lambda: cap.capture(new_input(), every, stop_early=False)
         ),
-        f"every module ({len(every)}), 4 GiB budget (all float32)": roomy,
+        f"every module ({len(every)}), 4 GiB budget (float32)": roomy,
         "backbone.layer1 alone (default: early stop)": quiet(
             lambda: cap.capture(new_input(), ["backbone.layer1"])
         ),
@@ -121,25 +163,37 @@ def main() -> None:
     _plain(model, new_input())  # torch's own first-call costs are not LayerScope's
     cold: dict[str, float] = {}
     peak: dict[str, int] = {}
+    # How each capture's outputs were stored (counted outside the timed region; the result is
+    # let go before the next call, as the benchmark did before, so it holds no extra memory).
+    kept_cold: dict[str, dict[str, int]] = {}
+    kept_last: dict[str, dict[str, int]] = {}
     for name, fn in cases.items():
         cap.forget()  # cold: nothing learned, nothing cached, no buffers to reuse
         roomy_cap.forget()
         with Peak(device) as mem:
             sync()
             t0 = time.perf_counter()
-            fn()
+            out = fn()
             sync()
             cold[name] = time.perf_counter() - t0
         peak[name] = mem.bytes
+        if isinstance(out, ls.Activations):
+            kept_cold[name] = stored_as(out)
+        del out
     times: dict[str, list[float]] = {k: [] for k in cases}
     names = list(cases)
-    for r in range(args.reps):
-        for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate the first case
+    order_rng = random.Random(args.seed)
+    for _ in range(args.reps):
+        order_rng.shuffle(names)  # no case always follows the same neighbour
+        for name in names:
             sync()
             t0 = time.perf_counter()
-            cases[name]()
+            out = cases[name]()
             sync()
             times[name].append(time.perf_counter() - t0)
+            if isinstance(out, ls.Activations):
+                kept_last[name] = stored_as(out)
+            del out
 
     # The cache on its own: the same input again (its values hashed, the weights checked).
     x = new_input()
@@ -172,14 +226,32 @@ def main() -> None:
         f"{args.model}, {args.size}x{args.size}, {device}"
         f"{' (' + torch.cuda.get_device_name(device) + ')' if device.type == 'cuda' else ''}, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"warm median of {args.reps} rotated rounds, a new input per call"
+        f"{args.reps} rounds in shuffled order (seed {args.seed}), a new input per call"
     )
-    print(f"{'case':56s} {'warm':>10s} {'ratio':>7s} {'cold':>10s} {'peak mem':>9s}")
+    plain = times["plain forward (no_grad)"]
+    if max(plain) > 2 * min(plain):
+        print(
+            f"WARNING: plain forward spread {min(plain):.3f}-{max(plain):.3f} s (over 2x): "
+            "the machine is loaded, these figures are not comparable"
+        )
+    hdr = f"{'case':56s} {'min':>10s} {'median':>10s} {'max':>10s} {'ratio':>7s} {'cold':>10s}"
+    print(f"{hdr} {'peak mem':>9s}")
     for name, ts in times.items():
         m = statistics.median(ts)
         c = f"{_fmt(cold[name])}" if name in cold else ""
         mem = f"{peak[name] / 2**20:6.0f} MiB" if name in peak else ""
-        print(f"{name:56s} {_fmt(m):>10s} {m / base:6.3f}x {c:>10s} {mem:>9s}")
+        spread = f"{_fmt(min(ts)):>10s} {_fmt(m):>10s} {_fmt(max(ts)):>10s}"
+        first, last = kept_cold.get(name), kept_last.get(name, kept_cold.get(name))
+        lossy = any(k and (k["bfloat16"] or k["dropped"]) for k in (first, last))
+        label = f"{name}, LOSSY" if lossy else name
+        print(f"{label:56s} {spread} {m / base:6.3f}x {c:>10s} {mem:>9s}")
+        if first and last and (lossy or name.startswith("every module")):
+            if first == last:
+                where = f"cold and last call: {_describe(first)}"
+            else:
+                where = f"cold call: {_describe(first)}; last call: {_describe(last)}"
+            verdict = "LOSSY, not what a float32 capture gives" if lossy else "lossless"
+            print(f"    {verdict}: of {sum(first.values())} module outputs, {where}")
 
 
 def _plain(model: torch.nn.Module, x: torch.Tensor) -> object:

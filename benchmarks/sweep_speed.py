@@ -3,20 +3,26 @@ one, and its peak memory as the number of images grows.
 
     .venv/bin/python benchmarks/sweep_speed.py       # DeepLabV3-ResNet50, 224 px, batch 8, CPU
 
-Every run writes new JPEGs (480 x 360, smooth random shapes and noise, a new seed each run) to a
-temporary folder. Plain inference is what a user writes by hand over the same files: open,
-preprocess (resize 224, centre crop 224, normalise), stack 8, forward under no_grad. The sweeps
-use the same preprocessing and batch size. Configurations run interleaved, round after round;
-the figure is each one's median images/s over the warm rounds, beside its first (cold) round.
-The Ray engine runs on a local Ray (all the machine's CPUs, loopback only), started by this
-script: its cold figure includes starting Ray. Peak memory: the peak resident set of a fresh
-process sweeping N and then 10 N images (five stages), each in its own process."""
+Every case of every round reads images never read before: before each one, outside the timed
+region, a new set of JPEGs (480 x 360, smooth random shapes and noise; seeded by the run's seed,
+the round and the case, so no two sets share content) is written to a folder of its own, synced
+and dropped from the OS page cache (posix_fadvise DONTNEED, best effort), so neither the OS nor
+LayerScope can have seen them. Plain inference is what a user writes by hand over such files:
+open, preprocess (resize 224, centre crop 224, normalise), stack 8, forward under no_grad. The
+sweeps use the same preprocessing and batch size. Configurations run interleaved, the order
+shuffled per round (seeded), after one warm-up batch so torch's own first-call costs fall on no
+case. Printed per case: the first (cold) round, then min/median/max seconds over the warm rounds
+(all but the first), the median as images/s and against plain inference. The Ray engine runs on
+a local Ray (all the machine's CPUs, loopback only), started by this script: its cold figure
+includes starting Ray. Peak memory: the peak resident set of a fresh process sweeping N and then
+10 N images (five stages), each in its own process."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import random
 import resource
 import shutil
 import statistics
@@ -24,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +44,7 @@ from layerscope.models import load_preset
 STAGES = [f"backbone.layer{i}" for i in range(1, 5)] + ["classifier"]
 
 
-def write_images(folder: Path, n: int, seed: int) -> list[Path]:
+def write_images(folder: Path, n: int, seed: int | list[int]) -> list[Path]:
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -56,6 +63,20 @@ def write_images(folder: Path, n: int, seed: int) -> list[Path]:
         p = folder / f"photo{i:04d}.jpg"
         Image.fromarray(pixels.astype(np.uint8)).save(p, quality=90)
         paths.append(p)
+    return paths
+
+
+def fresh_images(folder: Path, n: int, seed: list[int]) -> list[Path]:
+    """``n`` JPEGs never seen before, on disk and out of the OS page cache where the OS allows."""
+    paths = write_images(folder, n, seed)
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # written pages must be clean before the kernel will drop them
+            if hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
     return paths
 
 
@@ -97,7 +118,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", type=int, default=64)
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=3, help="the first is the cold one; at least 2")
+    p.add_argument("--seed", type=int, help="seeds the images and the shuffle (default: the clock)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-every-module", action="store_true")
     p.add_argument("--no-ray", action="store_true")
@@ -110,31 +132,33 @@ def main() -> None:
         memory_child(args.memory_child, args.images, args.batch)
         return
 
+    if args.rounds < 2 and not args.memory_only:
+        p.error("--rounds must be at least 2: the first round is the cold one")
     tmp = Path(tempfile.mkdtemp(prefix="sweep-bench-"))
-    seed = time.time_ns() % 2**32
+    seed = args.seed if args.seed is not None else time.time_ns() % 2**32
     if args.memory_only:
         report_memory(tmp, seed, args.memory_images, args.batch)
         shutil.rmtree(tmp, ignore_errors=True)
         return
-    paths = write_images(tmp / "photos", args.images, seed)
     torch.manual_seed(0)
     model = load_preset("deeplabv3_resnet50", weights=None, device=args.device).model
     every = [n for n, _ in model.named_modules() if n]
-    runs: dict[str, object] = {
-        "plain inference": lambda: plain(model, paths, args.batch, args.device),
-        "sweep, five stages": lambda: ls.sweep(
+    # Each run takes the paths of a fresh set of images (written before the clock starts).
+    runs: dict[str, Callable[[list[Path]], object]] = {
+        "plain inference": lambda paths: plain(model, paths, args.batch, args.device),
+        "sweep, five stages": lambda paths: ls.sweep(
             model, paths, STAGES, batch_size=args.batch, progress=False
         ),
     }
     if not args.no_every_module:
-        runs[f"sweep, every module ({len(every)})"] = lambda: ls.sweep(
+        runs[f"sweep, every module ({len(every)})"] = lambda paths: ls.sweep(
             model, paths, every, batch_size=args.batch, progress=False
         )
     if not args.no_ray:
         os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # a local Ray on loopback only
         import ray
 
-        def on_ray() -> None:
+        def on_ray(paths: list[Path]) -> None:
             if not ray.is_initialized():
                 ray.init(include_dashboard=False, log_to_driver=False)
             ls.sweep(model, paths, STAGES, batch_size=args.batch, engine="ray", progress=False)
@@ -142,22 +166,42 @@ def main() -> None:
         runs["sweep on Ray (local), five stages"] = on_ray
 
     print(f"DeepLabV3-ResNet50, random weights, 224 px, batch {args.batch}, {args.images} new "
-          f"JPEG images, {args.device}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")  # fmt: skip
+          f"JPEG images per case and round (never read before), {args.device}, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.rounds} rounds "
+          f"in shuffled order (seed {seed})")  # fmt: skip
+    with torch.no_grad():  # torch's own first-call costs are no case's
+        model(torch.zeros(args.batch, 3, 224, 224, device=args.device))
     times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(args.rounds):
-        for name, run in runs.items():
+    names = list(runs)
+    order_rng = random.Random(seed)
+    for r in range(args.rounds):
+        order_rng.shuffle(names)  # no case always follows the same neighbour
+        for name in names:
+            case = list(runs).index(name)
+            folder = tmp / f"round{r}-case{case}"
+            paths = fresh_images(folder, args.images, [seed, r, case])  # outside the clock
             t0 = time.perf_counter()
-            run()  # type: ignore[operator]
+            runs[name](paths)
             if args.device.startswith("cuda"):
                 torch.cuda.synchronize()  # the last batch's work counts
             times[name].append(time.perf_counter() - t0)
-    base = statistics.median(times["plain inference"][1:])
-    print(f"{'':36} {'cold img/s':>10} {'warm img/s':>10} {'vs plain':>9}")
+            shutil.rmtree(folder, ignore_errors=True)
+    plain_warm = times["plain inference"][1:]
+    if max(plain_warm) > 2 * min(plain_warm):
+        print(f"WARNING: plain inference spread {min(plain_warm):.2f}-{max(plain_warm):.2f} s "
+              "(over 2x): the machine is loaded, these figures are not comparable")  # fmt: skip
+    base = statistics.median(plain_warm)
+    print(f"{'':36} {'cold s':>8} {'min s':>8} {'median s':>8} {'max s':>8} "
+          f"{'img/s':>8} {'vs plain':>9}")  # fmt: skip
     for name, ts in times.items():
-        warm = statistics.median(ts[1:])
-        print(f"{name:36} {args.images / ts[0]:10.2f} {args.images / warm:10.2f} "
-              f"{base / warm:8.2f}x")  # fmt: skip
+        warm = ts[1:]
+        m = statistics.median(warm)
+        print(f"{name:36} {ts[0]:8.2f} {min(warm):8.2f} {m:8.2f} {max(warm):8.2f} "
+              f"{args.images / m:8.2f} {base / m:8.2f}x")  # fmt: skip
+    print(
+        f"min/median/max over the {args.rounds - 1} warm round(s); img/s and vs plain "
+        "(plain's time / this one's: above 1x is faster) from the medians"
+    )
     if not args.no_ray:
         local = statistics.median(times["sweep, five stages"][1:])
         ray_t = statistics.median(times["sweep on Ray (local), five stages"][1:])
