@@ -82,15 +82,23 @@ def test_ablation_equals_hand_written_hooks_and_reuses_the_prefix(model, x):
     with torch.no_grad():
         assert_same(res.baseline, model(x))
     assert not torch.equal(res.output["out"], res.baseline["out"])
-    # The edit acts on layer4's output, whose unedited value is cached, and the auxiliary head
-    # reads layer3: only the classifier runs. Its convolutions, counted in the module tree:
-    assert {"backbone.layer3", "backbone.layer4", "aux_classifier"} <= set(res.reused)
-    assert "classifier" not in res.reused
+    # The edit acts on layer4's output, whose unedited value is cached. The auxiliary head
+    # (reading layer3) ran: its output was not cached. On a new input, the baseline's forward
+    # (on first access) keeps it too: then only the classifier runs. Convolutions counted:
+    assert {"backbone.layer3", "backbone.layer4"} <= set(res.reused)
+    assert "classifier" not in res.reused and "aux_classifier" not in res.reused
+    x2 = x.flip(-1)
+    ref2, _ = by_hand(model, x2, {"backbone.layer4": zero([3, 7])})
+    first = ls.intervene(model, x2, {"backbone.layer4": ls.Ablate([3, 7])})
+    with torch.no_grad():
+        assert_same(first.baseline, model(x2))
     expected = sum(isinstance(m, nn.Conv2d) for m in model.classifier.modules())
     with Convs() as convs:
-        again = ls.intervene(model, x, {"backbone.layer4": ls.Ablate([3, 7])})
+        again = ls.intervene(model, x2, {"backbone.layer4": ls.Ablate([3, 7])})
     assert convs.count == expected < sum(isinstance(m, nn.Conv2d) for m in model.modules())
-    assert_same(again.output, ref)
+    assert "aux_classifier" in again.reused
+    assert_same(first.output, ref2)
+    assert_same(again.output, ref2)
     plain = ls.intervene(model, x, {"backbone.layer4": ls.Ablate([3, 7])}, reuse=False)
     assert_same(plain.output, ref) and plain.reused == []
 
@@ -276,3 +284,49 @@ def test_a_module_reading_an_edited_output_runs_instead_of_standing_in(model, x)
     assert not torch.equal(res.output["aux"], res.baseline["aux"])  # the head saw the edit
     assert "aux_classifier" not in res.reused and "backbone.layer4" not in res.reused
     assert "backbone.layer3" in res.reused  # its own cached output, edited
+
+
+def _plain_convs(model, x):
+    with Convs() as convs, torch.no_grad():
+        model(x)
+    return convs.count
+
+
+def test_an_edit_on_a_new_input_runs_each_convolution_once(model, x):
+    # The order of this input shape is known (learned once); then a new image costs one pass:
+    # the forward until the edited module, the edited rest. The baseline waits to be asked for.
+    ls.intervene(model, x, {"backbone.layer3": ls.Ablate([1])})
+    per_forward = _plain_convs(model, x)  # by the same counter, from outside
+    for seed in (5, 6):
+        new = torch.randn(1, 3, 96, 96, generator=torch.Generator().manual_seed(seed))
+        with Convs() as convs:
+            res = ls.intervene(model, new, {"backbone.layer3": ls.Ablate([1, 4])})
+        assert convs.count == per_forward
+        ref, _ = by_hand(model, new, {"backbone.layer3": zero([1, 4])})
+        assert_same(res.output, ref)
+        with Convs() as convs:  # on first access: one plain forward, then kept
+            with torch.no_grad():
+                assert_same(res.baseline, model(new))
+            assert_same(res.baseline, res.baseline_captures.output)
+        assert convs.count == 2 * per_forward  # the baseline's and the check's own forward
+
+
+def test_channel_importance_on_a_new_input_is_one_forward_and_the_suffix(model, x):
+    heads = sum(isinstance(m, nn.Conv2d) for m in model.classifier.modules())
+    per_forward = _plain_convs(model, x)
+    new = torch.randn(1, 3, 96, 96, generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        logits = model(new)["out"][0]
+    cls = int(logits.argmax(0).flatten().mode().values)
+    mask = logits.argmax(0) == cls
+    ls.channel_importance(model, x, "backbone.layer4", cls, exact_top=0)  # the order known
+    with Convs() as convs:
+        imp = ls.channel_importance(model, new, "backbone.layer4", cls, exact_top=6, batch=4)
+    # One forward (its backward runs no conv2d call), then two batches through the classifier
+    # only: the stem, layer1-4 and the auxiliary head stand in from that same forward.
+    assert convs.count == per_forward + 2 * heads
+    score = float((logits[cls] * mask).sum())
+    for c, drop in imp.exact.items():  # and the drops are those of single ablations by hand
+        out, _ = by_hand(model, new, {"backbone.layer4": zero([c])})
+        assert drop == pytest.approx(score - float((out["out"][0, cls] * mask).sum()),
+                                     rel=1e-4, abs=1e-2)  # fmt: skip

@@ -6,8 +6,12 @@ predicts as that class; a classifier's logit) and every channel c of the module'
 - ``estimate[c] = sum over positions of A_c * dS/dA_c``: the first-order drop of S when c is
   zeroed, for all channels from one forward and one backward ("attribution patching");
 - ``exact[c] = S - S(with channel c zeroed)`` for the ``exact_top`` channels with the largest
-  estimates, run in batches through the part of the model after the module only (what finished
-  before it stands in from the cache, see :mod:`layerscope.intervene`)."""
+  estimates, run in batches through the part of the model after the module only.
+
+One forward (with grad) and one backward serve both: the forward also keeps what may stand in
+during the exact runs (the outputs of what finished before the module, the module's own, an
+auxiliary head's; see :mod:`layerscope.intervene`), so no other full forward runs, except a
+complete one that learns the execution order on the first input of a shape."""
 
 from __future__ import annotations
 
@@ -23,7 +27,8 @@ from .capture import Capturer, resolve_modules
 from .edits import check_call
 from .errors import CaptureError, LayerScopeError
 from .gradients import class_score, target_pixels
-from .intervene import capture_storage, reusable_gated, reusable_prefix, run_edited
+from .intervene import capture_storage, reuse_names, run_edited
+from .nested import map_tensors
 from .safety import as_args, model_kept_as_found, prepare_inputs, run_model
 
 __all__ = ["ChannelImportance", "channel_importance"]
@@ -86,6 +91,12 @@ def channel_importance(
     named = dict(model.named_modules())
     (name,) = resolve_modules(model, [module], named)
     args = prepare_inputs(model, named, as_args(inputs))
+    cap = Capturer(model, storage=capture_storage(model))
+    if cap.known_schedule(inputs) is None:  # the first input of this shape: learn the order
+        cap.capture(inputs, [""], stop_early=False)
+    schedule = cap.known_schedule(inputs)
+    outer, later = reuse_names(named, schedule, [name]) if schedule else ([], [])
+    stand_in: dict[str, list[Any]] = {n: [] for n in [*outer, *later]}
     kept: list[torch.Tensor] = []
     seen = [0]
 
@@ -100,7 +111,14 @@ def channel_importance(
         kept.append(out)
         return out.clone()  # in-place ops after the module cannot touch what is differentiated
 
-    handle = named[name].register_forward_hook(hook)
+    def keep(n: str) -> Any:
+        def hook(_m: nn.Module, _a: Any, out: Any) -> None:  # copied before any in-place op
+            stand_in[n].append(map_tensors(out, lambda t: t.detach().clone()))
+
+        return hook
+
+    handles = [named[n].register_forward_hook(keep(n)) for n in stand_in]
+    handles.append(named[name].register_forward_hook(hook))
     try:
         with model_kept_as_found(model, train=False, grad=True):
             output = run_model(model, args)
@@ -110,12 +128,18 @@ def channel_importance(
             score = class_score(logits, target_class, mask)[0]
             (gradient,) = torch.autograd.grad(score, kept[0])
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
+    del output, logits  # the graph of the forward: freed before the exact runs
     a, g = kept[0].detach()[0], gradient.detach()[0]
     estimate = (a * g).reshape(a.shape[0], -1).sum(1).float().cpu().numpy()
     order = np.argsort(-estimate, kind="stable")
     top = [int(c) for c in order[: max(0, min(exact_top, len(order)))]]
-    exact = _exact(model, named, args, inputs, name, call, top, target_class, mask, batch)
+    replay = {n: stand_in[n] for n in outer}
+    if not all(replay.values()):
+        replay = {}
+    gated = {n: stand_in[n] for n in later if stand_in[n]}
+    exact = _exact(model, named, args, name, call, top, target_class, mask, batch, replay, gated)
     base = float(score.detach())
     return ChannelImportance(
         name, target_class, base, estimate, order, {c: base - v for c, v in exact.items()}
@@ -126,20 +150,17 @@ def _exact(
     model: nn.Module,
     named: dict[str, nn.Module],
     args: tuple[Any, ...],
-    inputs: Any,
     name: str,
     call: int,
     channels: list[int],
     cls: int,
     mask: torch.Tensor | None,
     batch: int,
+    replay: dict[str, list[Any]],
+    gated: dict[str, list[Any]],
 ) -> dict[int, float]:
-    """S with each channel zeroed, ``batch`` channels per forward through the suffix."""
-    cap = Capturer(model, storage=capture_storage(model))
-    if cap.known_schedule(inputs) is None:
-        cap.capture(inputs, [""], stop_early=False)  # learns the order
-    replay = reusable_prefix(cap, inputs, [name])
-    gated = reusable_gated(cap, inputs, [name], replay)  # the module itself, an auxiliary head
+    """S with each channel zeroed, ``batch`` channels per forward through the suffix (``replay``
+    and ``gated`` stand in for what the zeroing cannot reach)."""
     scores: dict[int, float] = {}
     for start in range(0, len(channels), max(1, batch)):
         chunk = channels[start : start + max(1, batch)]

@@ -5,17 +5,20 @@
 >>> res.output, res.baseline, res["classifier"]
 
 The edited forward reuses what the edit cannot change: the modules that finished before the first
-edited module started stand in with their cached outputs (LayerScope's cache: the first call
-captures them, once) for the length of the run, so an edit at ``backbone.layer4`` of DeepLabV3
-runs only layer4, the heads and the upsampling. Later ones (the edited modules, an auxiliary head)
-stand in while :mod:`layerscope.gate` finds nothing they read derived from an edit. The edits are
-forward hooks. The model is left as it was found (hooks, its modules' forward methods, train/eval
-modes, grad mode), also when an edit raises."""
+edited module started stand in with their outputs from LayerScope's cache for the length of the
+run, so an edit at ``backbone.layer4`` of DeepLabV3 runs only the heads and the upsampling. Later
+ones (the edited modules, an auxiliary head) stand in while :mod:`layerscope.gate` finds nothing
+they read derived from an edit. On an input not seen before, one capture runs the forward until
+the edited modules finished, and the edited run does the rest: each layer runs once. The
+baseline (the unedited output) is computed when first asked for. The edits are forward hooks.
+The model is left as it was found (hooks, its modules' forward methods, train/eval modes, grad
+mode), also when an edit raises."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -32,8 +35,8 @@ from .safety import as_args, model_kept_as_found, prepare_inputs, run_model
 __all__ = [
     "Intervention",
     "intervene",
-    "reusable_prefix",
-    "reusable_gated",
+    "reusable",
+    "reuse_names",
     "run_edited",
     "EditedRun",
 ]
@@ -41,18 +44,30 @@ __all__ = [
 EditFn = Callable[[int, Any], Any]  # (call index, output) -> edited output, or the output itself
 
 
-@dataclass
 class Intervention(Mapping[str, Any]):
-    """``output``: the model's output with the edits; ``baseline``: without them (from the
-    cache where possible); ``res[name]`` / ``captures``: what ``capture=`` modules produced under
-    the edits (``baseline_captures``: without). ``reused``: modules whose cached outputs stood
-    in (they did not run)."""
+    """``output``: the model's output with the edits; ``res[name]`` / ``captures``: what
+    ``capture=`` modules produced under the edits. ``baseline`` / ``baseline_captures``: the
+    same without the edits, computed on first access (from the cache when the input was seen
+    with these weights; an edit on a new input does not pay for a forward it may never read).
+    ``reused``: modules whose cached outputs stood in (they did not run)."""
 
-    output: Any
-    baseline: Any
-    captures: Activations
-    baseline_captures: Activations
-    reused: list[str] = field(default_factory=list)
+    def __init__(
+        self,
+        output: Any,
+        captures: Activations,
+        reused: list[str],
+        baseline: Callable[[], Activations],
+    ) -> None:
+        self.output, self.captures, self.reused = output, captures, reused
+        self._baseline = baseline
+
+    @functools.cached_property
+    def baseline_captures(self) -> Activations:
+        return self._baseline()
+
+    @property
+    def baseline(self) -> Any:
+        return self.baseline_captures.output
 
     def __getitem__(self, name: str) -> Any:
         return self.captures[name]
@@ -62,6 +77,9 @@ class Intervention(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self.captures)
+
+    def __repr__(self) -> str:
+        return f"Intervention(captures={list(self.captures)}, reused={self.reused})"
 
 
 def capture_storage(model: nn.Module) -> str | None:
@@ -91,12 +109,24 @@ def intervene(
     edited = resolve_modules(model, list(edits), named)
     wanted = resolve_modules(model, list(capture), named) if capture else []
     cap = Capturer(model, storage=capture_storage(model))
-    base = cap.capture(inputs, ["", *wanted], stop_early=False)
+    if cap.known_schedule(inputs) is None:  # the first input of this shape: learn the order
+        cap.capture(inputs, ["", *wanted], stop_early=False)
     patches = {
         n: cap.capture(e.other_inputs, [n], stop_early=False).calls(n)
         for n, e in edits.items()
         if isinstance(e, Patch)
     }
+    # Frozen now: the baseline, computed later, is of these values even if the caller's change.
+    frozen = map_tensors(as_args(inputs), lambda t: t.detach().clone())
+
+    schedule = cap.known_schedule(inputs)
+    later = reuse_names(named, schedule, edited)[1] if schedule and reuse else []
+    siblings = [n for n in later if n not in edited]
+
+    def baseline() -> Activations:
+        if siblings and not cap.holds(frozen, ""):  # a full forward anyway: keep what may
+            cap.capture(frozen, ["", *siblings], stop_early=False)  # stand in next time
+        return cap.capture(frozen, ["", *wanted], stop_early=False)
 
     def fn(name: str, edit: Edit) -> EditFn:
         only = edit_call(edit)
@@ -110,8 +140,7 @@ def intervene(
         return apply
 
     functions = {n: fn(n, edits[n]) for n in edited}
-    replay = reusable_prefix(cap, inputs, edited) if reuse else {}
-    gated = reusable_gated(cap, inputs, edited, replay) if reuse else {}
+    replay, gated = reusable(cap, inputs, edited) if reuse else ({}, {})
     args = prepare_inputs(model, named, as_args(inputs))
     run = run_edited(model, named, args, functions, replay, wanted, gated=gated)
     for name in edited:
@@ -127,42 +156,47 @@ def intervene(
             )
     captured = Activations(run.captured, requested=wanted, output=run.output)
     stood_in = [n for n in {**replay, **gated} if n not in run.ran]
-    return Intervention(run.output, base.output, captured, base, sorted(stood_in))
+    return Intervention(run.output, captured, sorted(stood_in), baseline)
 
 
-def reusable_prefix(cap: Capturer, inputs: Any, edited: list[str]) -> dict[str, list[Any]]:
-    """The outputs of the modules that finished before the first of ``edited`` started (the
-    outermost such modules), from the cache: what an edited forward need not compute. Empty
-    when the order is not known yet or the budget kept them in a lower precision."""
+def reusable(
+    cap: Capturer, inputs: Any, edited: list[str]
+) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
+    """What may stand in during an edited forward, as cached outputs: ``prefix``, the modules
+    that finished before the first of ``edited`` started (the outermost such modules), and
+    ``gated``, the edited modules themselves (the edit acts on their unedited output) and the
+    :func:`gated_candidates` after the edit (an auxiliary head) whose outputs are cached
+    already. One capture: on an input not seen before it runs the forward only until the last
+    of them finished. Empty while the order is not known, and without what the budget kept
+    in a lower precision (standing in with it would change the result)."""
     schedule = cap.known_schedule(inputs)
     if schedule is None:
-        return {}
+        return {}, {}
+    outer, later = reuse_names(dict(cap.model.named_modules()), schedule, edited)
+    now = [*outer, *(n for n in later if n in edited or cap.holds(inputs, n))]
+    if not now:
+        return {}, {}
+    acts = cap.capture(inputs, now)
+    prefix = {n: acts.calls(n) for n in outer}
+    if not all(prefix.values()) or not all(_full_precision(cap.model, c) for c in prefix.values()):
+        prefix = {}  # evicted or kept in bfloat16 by the budget: run them instead
+    gated = {n: acts.calls(n) for n in now if n not in outer}
+    return prefix, {n: c for n, c in gated.items() if c and _full_precision(cap.model, c)}
+
+
+def reuse_names(
+    named: dict[str, nn.Module],
+    schedule: tuple[dict[str, int], dict[str, tuple[int, int]]],
+    edited: list[str],
+) -> tuple[list[str], list[str]]:
+    """From a learned schedule (:meth:`Capturer.known_schedule`): the outermost modules that
+    finished before the first of ``edited`` started (they may stand in for the whole run), and
+    the :func:`gated_candidates` (they may stand in while nothing they read carries an edit)."""
     started, finished = schedule
     first = min(started.get(e, 0) for e in edited)
     done = {m for m, (_, last) in finished.items() if m and last < first}
     outer = [m for m in done if not any(a in done for a in _ancestors(m))]
-    if not outer:
-        return {}
-    acts = cap.capture(inputs, outer)
-    kept = {n: acts.calls(n) for n in outer}
-    if not all(kept.values()) or not all(_full_precision(cap.model, c) for c in kept.values()):
-        return {}  # evicted or kept in bfloat16 by the budget: run them instead
-    return kept
-
-
-def reusable_gated(
-    cap: Capturer, inputs: Any, edited: list[str], prefix: dict[str, list[Any]]
-) -> dict[str, list[Any]]:
-    """The cached outputs of :func:`gated_candidates` (captured once); empty when the order is
-    not known yet or the budget kept any of them in a lower precision."""
-    schedule = cap.known_schedule(inputs)
-    if schedule is None:
-        return {}
-    named = dict(cap.model.named_modules())
-    names = gated_candidates(named, schedule[0], edited, set(prefix))
-    acts = cap.capture(inputs, names)
-    kept = {n: acts.calls(n) for n in names if n in acts}
-    return {n: c for n, c in kept.items() if _full_precision(cap.model, c)}
+    return outer, gated_candidates(named, started, edited, set(outer))
 
 
 def _full_precision(model: nn.Module, calls: list[Any]) -> bool:
