@@ -11,7 +11,8 @@ from torchvision.models.feature_extraction import create_feature_extractor
 
 import layerscope as ls
 from conftest import assert_same, build_deeplab, hook_snapshot, reference_capture
-from layerscope import CaptureError, Dropped, UnknownModuleError
+from layerscope import CaptureError, UnknownModuleError
+from layerscope.nested import Dropped
 
 
 def test_output_is_cloned_before_inplace_relu(fresh_deeplab, image_batch):

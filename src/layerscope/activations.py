@@ -6,6 +6,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import NotCapturedError
 from .nested import describe
 
 __all__ = ["Activations", "MemoryReport"]
@@ -69,12 +70,12 @@ class Activations(Mapping[str, Any]):
         calls = self._calls.get(name)
         if calls:
             return calls[0]
-        raise KeyError(self._why_missing(name))
+        raise NotCapturedError(self._why_missing(name))
 
     def calls(self, name: str) -> list[Any]:
         """Every output of ``name`` in call order; empty for a module that never ran."""
         if name not in self.requested:
-            raise KeyError(self._why_missing(name))
+            raise NotCapturedError(self._why_missing(name))
         return list(self._calls.get(name, []))
 
     def __iter__(self) -> Iterator[str]:

@@ -13,7 +13,13 @@ import torch
 from torch import nn
 
 from .activations import Activations, MemoryReport
-from .errors import CaptureError, UnknownModuleError, close_matches
+from .errors import (
+    ArgumentError,
+    ArgumentTypeError,
+    CaptureError,
+    UnknownModuleError,
+    close_matches,
+)
 from .fingerprint import (
     input_digest,
     input_signature,
@@ -64,19 +70,36 @@ _STATES: weakref.WeakKeyDictionary[nn.Module, _ModelState] = weakref.WeakKeyDict
 def resolve_modules(
     model: nn.Module, modules: str | Iterable[str], named: dict[str, nn.Module] | None = None
 ) -> list[str]:
-    """Check ``modules`` against ``model.named_modules()``; unique names in the given order."""
+    """Check ``modules`` against ``model.named_modules()``; unique names in the given order.
+
+    A bad argument raises an :class:`~layerscope.errors.ArgumentError` (no names),
+    :class:`~layerscope.errors.ArgumentTypeError` (not names) or
+    :class:`~layerscope.errors.UnknownModuleError` (a name the model lacks)."""
     if isinstance(modules, str):
         modules = [modules]
-    names = list(dict.fromkeys(modules))
+    elif isinstance(modules, nn.Module) or not isinstance(modules, Iterable):
+        raise ArgumentTypeError(
+            "modules is a list of qualified module names such as ['backbone.layer1'], got "
+            f"{type(modules).__name__}; layerscope.module_tree(model) lists them"
+        )
+    given = list(modules)
+    known = named if named is not None else dict(model.named_modules())
+    for name in given:
+        if not isinstance(name, str):
+            hint = "layerscope.module_tree(model) lists them"
+            if isinstance(name, nn.Module):
+                found = next((n for n, m in known.items() if m is name), None)
+                hint = f"this one is named {found!r}" if found is not None else hint
+            raise ArgumentTypeError(
+                f"module names are strings, got {type(name).__name__}: {name!r:.80}; {hint}"
+            )
+    names = list(dict.fromkeys(given))
     if not names:
-        raise ValueError(
+        raise ArgumentError(
             "no modules to capture: pass qualified names such as 'backbone.layer1' "
             "('' is the whole model); layerscope.module_tree(model) lists them"
         )
-    known = named if named is not None else dict(model.named_modules())
     for name in names:
-        if not isinstance(name, str):
-            raise TypeError(f"module names are strings, got {type(name).__name__}: {name!r}")
         if name not in known:
             raise UnknownModuleError(name, close_matches(name, known))
     return names
@@ -99,7 +122,7 @@ class Capturer:
         storage: str | torch.device | None = "cpu",
     ) -> None:
         if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+            raise ArgumentTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.model = model
         self._state = _STATES.setdefault(model, _ModelState())
         if memory_budget is not None:
@@ -119,7 +142,7 @@ class Capturer:
     @memory_budget.setter
     def memory_budget(self, value: int) -> None:
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ValueError(f"memory_budget must be a positive number of bytes, got {value!r}")
+            raise ArgumentError(f"memory_budget must be a positive number of bytes, got {value!r}")
         store = self._state.store
         if store.budget_set and value != store.budget_bytes:
             warnings.warn(

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import plotly.graph_objects as go
 import torch
-from plotly.subplots import make_subplots
 from torch import nn
 
 from . import reduce
@@ -20,6 +18,9 @@ from .errors import LayerScopeError
 from .nested import first_tensor
 from .preprocess import Preprocess, prepare_image
 from .spatial import spatial_maps
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 __all__ = ["Comparison", "compare_images", "compare_models"]
 
@@ -40,6 +41,8 @@ class Comparison:
 
     def figure(self, colorscale: str = "Viridis") -> go.Figure:
         """A, B on one colour scale, and A - B on a diverging scale centred on zero."""
+        from plotly.subplots import make_subplots  # only when drawn: a capture loads no plotly
+
         lo = float(min(self.a.min(), self.b.min()))
         hi = float(max(self.a.max(), self.b.max()))
         span = float(np.abs(self.difference).max()) or 1.0

@@ -5,14 +5,56 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-__all__ = ["LayerScopeError", "UnknownModuleError", "CaptureError", "ImageError", "close_matches"]
+__all__ = [
+    "LayerScopeError",
+    "ArgumentError",
+    "ArgumentTypeError",
+    "OutOfRangeError",
+    "NotCapturedError",
+    "NotReadyError",
+    "UnknownModuleError",
+    "CaptureError",
+    "ImageError",
+    "close_matches",
+]
 
 
 class LayerScopeError(Exception):
     """Base class of every error LayerScope raises on purpose."""
 
 
-class UnknownModuleError(LayerScopeError, KeyError):
+class ArgumentError(LayerScopeError, ValueError):
+    """A bad argument: a value LayerScope cannot use. The message says what it accepts.
+
+    Also a ``ValueError``, so ``except ValueError`` written before it existed still works."""
+
+
+class ArgumentTypeError(ArgumentError, TypeError):
+    """An argument of the wrong type (a module name that is not a string, an input with no
+    tensor). Also a ``TypeError``."""
+
+
+class OutOfRangeError(ArgumentError, IndexError):
+    """An index out of range: a channel, frame or call that does not exist. Also an
+    ``IndexError``."""
+
+
+class NotReadyError(LayerScopeError):
+    """Asked for something that needs a step not taken yet: hook a module first, compute
+    Grad-CAM first, run a sweep first. The message names the step."""
+
+
+class _PlainKeyError(KeyError):
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class NotCapturedError(LayerScopeError, _PlainKeyError):
+    """``acts[name]`` for a module this capture does not hold (not requested, never called,
+    or evicted by the memory budget). Also a ``KeyError``, so ``Mapping.get`` and ``in`` work."""
+
+
+class UnknownModuleError(LayerScopeError, _PlainKeyError):
     """A module name that the model does not have. ``suggestions`` holds close matches."""
 
     def __init__(self, name: str, suggestions: list[str]) -> None:
@@ -24,9 +66,6 @@ class UnknownModuleError(LayerScopeError, KeyError):
             else "list the names with [n for n, _ in model.named_modules()]"
         )
         super().__init__(f"the model has no module named {name!r}: {hint}")
-
-    def __str__(self) -> str:  # KeyError would repr() the message
-        return str(self.args[0])
 
 
 class CaptureError(LayerScopeError, RuntimeError):

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .errors import ArgumentError, OutOfRangeError
+
 __all__ = [
     "Aggregate",
     "Stats",
@@ -57,7 +59,9 @@ def _f32(t: torch.Tensor) -> torch.Tensor:
 def channel_map(maps: torch.Tensor, channel: int) -> np.ndarray:
     """One channel of (C, H, W) maps as a float32 (H, W) array."""
     if not 0 <= channel < maps.shape[0]:
-        raise IndexError(f"channel {channel} out of range: this layer has {maps.shape[0]} channels")
+        raise OutOfRangeError(
+            f"channel {channel} out of range: this layer has {maps.shape[0]} channels"
+        )
     return _f32(maps[channel]).cpu().numpy()
 
 
@@ -71,7 +75,7 @@ def aggregate(maps: torch.Tensor, how: Aggregate = "mean") -> np.ndarray:
     elif how == "l2":
         out = torch.linalg.vector_norm(m, dim=0)
     else:
-        raise ValueError(f"aggregate must be 'mean', 'max' or 'l2', got {how!r}")
+        raise ArgumentError(f"aggregate must be 'mean', 'max' or 'l2', got {how!r}")
     return out.cpu().numpy()
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import CaptureError, LayerScopeError
+from .errors import ArgumentTypeError, CaptureError, LayerScopeError
 from .nested import iter_tensors, map_tensors
 
 __all__ = ["model_kept_as_found", "as_args", "prepare_inputs", "forward_failed"]
@@ -55,7 +55,7 @@ def prepare_inputs(
     """Reject inputs that cannot be right before running anything; move tensors to the model's
     device."""
     if not any(True for _ in iter_tensors(args)):
-        raise TypeError(
+        raise ArgumentTypeError(
             "inputs hold no tensor: pass a tensor (e.g. a (1, 3, H, W) image batch) or a tuple "
             f"of the forward's positional arguments, got {type(args[0]).__name__}"
         )

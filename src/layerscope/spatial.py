@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 import torch
 
+from .errors import ArgumentError, OutOfRangeError
+
 __all__ = ["Layout", "spatial_maps", "LAYOUT_NAMES"]
 
 LAYOUT_NAMES = ("NCHW", "NHWC", "NLC", "NCL")
@@ -50,10 +52,10 @@ class Layout:
         """A layout a user names for an output of ``shape``: ``NCHW``, ``NHWC``, ``NLC``
         (tokens then channels) or ``NCL``; tokens take ``grid`` (default: square)."""
         if name not in LAYOUT_NAMES:
-            raise ValueError(f"layout must be one of {', '.join(LAYOUT_NAMES)}, got {name!r}")
+            raise ArgumentError(f"layout must be one of {', '.join(LAYOUT_NAMES)}, got {name!r}")
         want = 4 if name in ("NCHW", "NHWC") else 3
         if len(shape) != want:
-            raise ValueError(f"layout {name} needs a {want}-D output, this one is {list(shape)}")
+            raise ArgumentError(f"layout {name} needs a {want}-D output, this one is {list(shape)}")
         if name == "NCHW":
             return cls(1, 2, 3, (shape[2], shape[3]), 0, "given")
         if name == "NHWC":
@@ -63,12 +65,12 @@ class Layout:
         if grid is None:
             side = math.isqrt(tokens)
             if side * side != tokens:
-                raise ValueError(
+                raise ArgumentError(
                     f"{tokens} tokens are not a square grid: give the grid, e.g. (h, w)"
                 )
             grid = (side, side)
         if grid[0] * grid[1] > tokens:
-            raise ValueError(f"a {grid[0]}x{grid[1]} grid needs more than {tokens} tokens")
+            raise ArgumentError(f"a {grid[0]}x{grid[1]} grid needs more than {tokens} tokens")
         return cls(channels_dim, tokens_dim, None, (int(grid[0]), int(grid[1])), skip, "given")
 
 
@@ -92,7 +94,7 @@ def spatial_maps(
     if layout is None and t.dim() == 5:  # (N, C, T, H, W)
         frames = t.shape[2]
         if not 0 <= frame < frames:
-            raise IndexError(f"frame {frame} is out of range: this output has {frames} frames")
+            raise OutOfRangeError(f"frame {frame} is out of range: this output has {frames} frames")
         return t[0, :, frame], {"frames": frames, "frame": frame}
     layout = layout or _assumed(t)
     if layout is None or t.dim() <= max(layout.channels, layout.rows, layout.cols or 0):

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from .activations import MemoryReport
+from .errors import ArgumentError
 from .nested import iter_tensors, map_tensors
 from .pool import BufferPool
 
@@ -62,7 +63,7 @@ class ActivationStore:
 
     def __init__(self, budget_bytes: int = DEFAULT_MEMORY_BUDGET) -> None:
         if budget_bytes <= 0:
-            raise ValueError(
+            raise ArgumentError(
                 f"memory_budget must be a positive number of bytes, got {budget_bytes}"
             )
         self.budget_bytes = int(budget_bytes)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import ArgumentError
+
 __all__ = ["ChannelTopK", "STATE_FIELDS"]
 
 
@@ -40,7 +42,10 @@ class ChannelTopK:
     def update(self, out: torch.Tensor, ids: torch.Tensor) -> None:
         """Count one batch: ``out`` (B, C, H, W) or (B, C) for the images ``ids`` (B,)."""
         if out.dim() not in (2, 4):
-            raise ValueError(f"an output of shape {tuple(out.shape)} has no (N, C[, H, W]) layout")
+            raise ArgumentError(
+                f"an output of shape {tuple(out.shape)} has no (N, C[, H, W]) layout: sweep "
+                "modules whose output is (N, C, H, W) or (N, C)"
+            )
         x = out.detach().float()
         b, c = x.shape[:2]
         flat = x.reshape(b, c, -1)

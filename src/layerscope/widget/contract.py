@@ -9,6 +9,7 @@ import json
 from importlib import resources
 from typing import Any, get_args
 
+from ..errors import ArgumentError
 from ..reduce import Aggregate
 
 __all__ = ["AGGREGATES", "AGGREGATE_LABELS", "OVERLAYS", "DTYPES", "COLORSCALES",
@@ -34,6 +35,6 @@ def colorscale_stops(name: str) -> list[list[Any]]:
     try:
         return COLORSCALES[name]
     except KeyError:
-        raise ValueError(
+        raise ArgumentError(
             f"unknown colour scale {name!r}; choose one of {', '.join(COLORSCALES)}"
         ) from None

@@ -13,7 +13,7 @@ from typing import Any
 from ..dataset import Sweep
 from ..dataset import sweep as run_sweep
 from ..dataset.format import model_fingerprint
-from ..errors import LayerScopeError
+from ..errors import LayerScopeError, NotReadyError
 from .dataset_view import CropCache, dataset_payload, example, unit_mark
 
 __all__ = ["DatasetPanel"]
@@ -86,7 +86,7 @@ class DatasetPanel:
         top images; the sweep is returned (``sweep.save(path)`` keeps it)."""
         names = list(modules or self.hooked_modules)
         if not names:
-            raise LayerScopeError("no module to sweep: hook one first, or pass modules=[...]")
+            raise NotReadyError("no module to sweep: hook one first, or pass modules=[...]")
         options.setdefault("preprocess", self._session.preprocess)
         if "progress" not in options:
             status = self._set_status
@@ -109,7 +109,7 @@ class DatasetPanel:
         clicking the patch)."""
         module, channel = self.selected_module, self.selected_channel
         if self._sweep is None:
-            raise LayerScopeError("no dataset sweep: explorer.sweep(images) runs one")
+            raise NotReadyError("no dataset sweep: explorer.sweep(images) runs one")
         ex = example(self._sweep, module, channel, rank)
         image = self._sweep.original(ex.index)
         self._show_image(image, str(ex.source))

@@ -25,7 +25,7 @@ from ..activations import Activations
 from ..capture import resolve_modules
 from ..compare import Comparison, compare_images, compare_models
 from ..dataset import Sweep
-from ..errors import LayerScopeError
+from ..errors import ArgumentError, LayerScopeError, NotReadyError
 from ..gradients import GradCam, grad_cam
 from ..images import SAMPLE_IMAGES, sample_image
 from ..importance import ChannelImportance
@@ -186,7 +186,7 @@ class Explorer(DatasetPanel, LayerScopeWidget):
     def activations(self) -> Activations:
         """The hooked modules' captured outputs (from the cache: no forward)."""
         if not self.hooked_modules:
-            raise LayerScopeError("no module is hooked: click one in the tree, or hook(...)")
+            raise NotReadyError("no module is hooked: click one in the tree, or hook(...)")
         return self._session.capture(list(self.hooked_modules), "hooked modules")
 
     def hook(self, *names: str) -> None:
@@ -218,7 +218,7 @@ class Explorer(DatasetPanel, LayerScopeWidget):
         class's predicted pixels or over ``region``, an image-pixel box (y0, x0, y1, x1)."""
         name = module or self.selected_module
         if not name:
-            raise LayerScopeError("no module selected: hook one first")
+            raise NotReadyError("no module selected: hook one first")
         s = self._session
         cls = s.default_class(self.selected_class if target_class is None else target_class)
         if name in self.hooked_modules:
@@ -242,7 +242,7 @@ class Explorer(DatasetPanel, LayerScopeWidget):
         shows the same result: computed once per image, module and class, and shared."""
         name = module or self.selected_module
         if not name:
-            raise LayerScopeError("no module selected: hook one first, or pass module=")
+            raise NotReadyError("no module selected: hook one first, or pass module=")
         (name,) = resolve_modules(self.model, [name], self._named)
         s = self._session
         cls = s.default_class(self.selected_class if target_class is None else target_class)
@@ -261,9 +261,9 @@ class Explorer(DatasetPanel, LayerScopeWidget):
         ``model``; ``.figure()`` draws A, B and A - B on shared scales."""
         name = module or self.selected_module
         if not name:
-            raise LayerScopeError("no module selected: hook one, or pass module=")
+            raise NotReadyError("no module selected: hook one first, or pass module=")
         if (image is None) == (model is None):
-            raise LayerScopeError("pass either image= (another image) or model= (another model)")
+            raise ArgumentError("pass either image= (another image) or model= (another model)")
         ch = None if channel == "aggregate" else int(channel) if channel is not None else (
             self.selected_channel if name == self.selected_module else None)  # fmt: skip
         pre = self._session.preprocess
@@ -324,7 +324,7 @@ class Explorer(DatasetPanel, LayerScopeWidget):
         try:
             return resolve_modules(self.model, names, self._named) if names else []
         except LayerScopeError as exc:
-            raise t.TraitError(str(exc)) from None
+            raise check.InvalidTraitError(str(exc)) from None
 
     @t.validate("hooked_modules")
     def _valid_hooked(self, proposal: Any) -> list[str]:

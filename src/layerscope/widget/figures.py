@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
-from ..errors import LayerScopeError
+from ..errors import LayerScopeError, NotReadyError
 from ..images import Geometry
 from .contract import colorscale_stops
 from .dataset_figure import dataset_figure
@@ -64,7 +64,7 @@ def _need_maps(view: ViewState) -> dict[str, Any]:
     layer: dict[str, Any] = dict(view.layer or {})
     if layer.get("kind") != "maps":
         what = layer.get("module", "no module")
-        raise LayerScopeError(f"{what!r} has no spatial maps to show: hook a conv layer first")
+        raise NotReadyError(f"{what!r} has no spatial maps to show: hook a conv layer first")
     return layer
 
 
@@ -87,7 +87,7 @@ def build_figure(view: ViewState, name: str) -> go.Figure:
         if name == "score":
             s = scene.class_score
             if not s:
-                raise LayerScopeError("no class selected for the score map")
+                raise NotReadyError("no class selected for the score map")
             return _heatmap(decode_array(s["map"]), f"P({s['name']}) per pixel", cs)
         fig = _image_figure(view, "Predicted mask")
         fig.add_layout_image(_layout_image(scene.segmentation["mask_png"], "image/png", view, 0.5))
@@ -103,7 +103,7 @@ def build_figure(view: ViewState, name: str) -> go.Figure:
     if name == "gradcam":
         gc = view.gradcam
         if not gc:
-            raise LayerScopeError("no Grad-CAM computed: set overlay='gradcam' first")
+            raise NotReadyError("no Grad-CAM computed: set overlay='gradcam' first")
         fig = _image_figure(view, f"Grad-CAM of {gc['name']} at {gc['module']}")
         _add_overlay(fig, view, decode_array(gc["map"]), gc["map_size"], gc["map_pool"])
         return fig
@@ -117,7 +117,7 @@ def build_figure(view: ViewState, name: str) -> go.Figure:
     if name == "channel":
         ch = view.channel
         if not ch:
-            raise LayerScopeError(f"no channel of {layer['module']} selected")
+            raise NotReadyError(f"no channel of {layer['module']} selected")
         title = f"{layer['module']} · channel {ch['channel']} of {layer['channels']}"
         return _heatmap(decode_array(ch["map"]), title, cs)
     if name == "aggregate":
@@ -128,7 +128,7 @@ def build_figure(view: ViewState, name: str) -> go.Figure:
 
 def _histogram(view: ViewState, layer: dict[str, Any]) -> go.Figure:
     if "histogram" not in layer:
-        raise LayerScopeError("no hooked module to show: hook one first")
+        raise NotReadyError("no hooked module to show: hook one first")
     fig = go.Figure()
     ch = view.channel or {}
     for label, hist in (
@@ -164,7 +164,7 @@ def _vector(layer: dict[str, Any]) -> go.Figure:
 def _ablation(view: ViewState) -> go.Figure:
     a = view.ablation
     if not a:
-        raise LayerScopeError("no ablation: set explorer.ablations = {module: [channels]} first")
+        raise NotReadyError("no ablation: set explorer.ablations = {module: [channels]} first")
     n = sum(len(v) for v in a["ablations"].values())
     if a["kind"] == "classification":
         labels = [e["label"] for e in a["scores"]]
@@ -184,7 +184,7 @@ def _ablation(view: ViewState) -> go.Figure:
 def _importance(view: ViewState) -> go.Figure:
     imp = view.importance
     if not imp:
-        raise LayerScopeError("no channel importance: set explorer.show_importance = True first")
+        raise NotReadyError("no channel importance: set explorer.show_importance = True first")
     labels = [f"#{c}" for c in imp["channels"]]
     exact = [v if v is not None else float("nan") for v in imp["exact"]]
     fig = go.Figure([go.Bar(x=labels, y=imp["estimate"], name="estimate (first order)"),

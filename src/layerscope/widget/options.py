@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import LayerScopeError, close_matches
+from ..errors import ArgumentTypeError, LayerScopeError, close_matches
 from ..models import PRESETS, PretrainedWeightsUnavailable, load_preset
 from ..outputs import model_class_names
 from ..preprocess import Preprocess
@@ -31,7 +31,7 @@ def check_options(
     for u in unknown:
         near = close_matches(u, known, limit=1)
         hints.append(f"{u!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
-    raise TypeError(
+    raise ArgumentTypeError(
         f"Explorer got unknown argument(s): {', '.join(hints)}; accepted: {', '.join(known)}"
     )
 
@@ -63,7 +63,7 @@ def resolve_model(
         preprocess = preprocess or preset.preprocess
         notice, title = preset.notice or "", f"{name} ({preset.weights_source})"
     elif not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module or a preset name, got {type(model)}")
+        raise ArgumentTypeError(f"model must be an nn.Module or a preset name, got {type(model)}")
     else:
         title = type(model).__name__
         class_names = class_names or model_class_names(model)  # a Hugging Face config's labels
@@ -73,6 +73,8 @@ def resolve_model(
         preprocess = Preprocess(resize=None)
     if image_size is not None:
         if not isinstance(preprocess, Preprocess):
-            raise TypeError("image_size needs a layerscope Preprocess, not a custom callable")
+            raise ArgumentTypeError(
+                "image_size needs a layerscope Preprocess, not a custom callable"
+            )
         preprocess = preprocess.with_size(image_size)
     return model, preprocess, list(class_names or []), notice, title

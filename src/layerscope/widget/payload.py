@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from .. import reduce
+from ..errors import OutOfRangeError
 from ..nested import describe, first_tensor
 from ..receptive import ReceptiveField
 from ..spatial import Layout, spatial_maps
@@ -205,7 +206,7 @@ def channel_payload(
     if maps is None:
         return None
     if not 0 <= channel < maps.shape[0]:
-        raise IndexError(f"channel {channel} is out of range: {module} has {maps.shape[0]}")
+        raise OutOfRangeError(f"channel {channel} is out of range: {module} has {maps.shape[0]}")
     h, w = maps.shape[-2:]
     one = reduce.pool_mean(maps[channel : channel + 1], reduce.pool_factor(h, w, MAP_SIDE))[0]
     counts, edges = reduce.histogram(maps[channel], bins, (value_range[0], value_range[-1]))

@@ -1,6 +1,7 @@
 """What values the Explorer's traits may take, given what is shown. Each check returns the
-value or raises ``TraitError`` with a message that says what is allowed: a Python assignment
-raises it, a value from the browser is refused and the message shown."""
+value or raises :class:`InvalidTraitError` (a ``TraitError`` and a ``LayerScopeError``) with a
+message that says what is allowed: a Python assignment raises it, a value from the browser is
+refused and the message shown."""
 
 from __future__ import annotations
 
@@ -11,13 +12,18 @@ from traitlets import TraitError
 from ..edits import check_channels
 from ..errors import LayerScopeError
 
-__all__ = ["check_call", "check_frame", "check_channel", "check_class", "check_opacity",
-           "check_region", "check_ablations"]  # fmt: skip
+__all__ = ["InvalidTraitError", "check_call", "check_frame", "check_channel", "check_class",
+           "check_opacity", "check_region", "check_ablations"]  # fmt: skip
+
+
+class InvalidTraitError(LayerScopeError, TraitError):
+    """A value an Explorer trait may not take. ``except LayerScopeError`` and
+    ``except traitlets.TraitError`` both catch it."""
 
 
 def check_call(call: int, module: str, runs: int) -> int:
     if not 0 <= call < max(runs, 1):
-        raise TraitError(
+        raise InvalidTraitError(
             f"{module} runs {runs} time(s): call {call} does not exist (calls count from 0)"
         )
     return call
@@ -27,7 +33,7 @@ def check_frame(frame: int, layer: dict[str, Any], module: str) -> int:
     frames = layer.get("frames") if layer.get("module") == module else None
     if frame < 0 or (frames is not None and frame >= frames):
         last = (frames or 1) - 1
-        raise TraitError(f"frame {frame} is out of range: frames count from 0 to {last}")
+        raise InvalidTraitError(f"frame {frame} is out of range: frames count from 0 to {last}")
     return frame
 
 
@@ -35,11 +41,11 @@ def check_channel(channel: int, layer: dict[str, Any], module: str) -> int:
     if layer.get("kind") == "maps" and layer.get("module") == module:
         n = layer["channels"]
         if not 0 <= channel < n:
-            raise TraitError(
+            raise InvalidTraitError(
                 f"channel {channel} is out of range: {module} has {n} channels (0-{n - 1})"
             )
     elif channel < 0:
-        raise TraitError(f"channel {channel} is out of range: channels count from 0")
+        raise InvalidTraitError(f"channel {channel} is out of range: channels count from 0")
     return channel
 
 
@@ -47,8 +53,8 @@ def check_class(cls: int, classes: int) -> int:
     if cls == -1 or 0 <= cls < classes:
         return cls
     if not classes:
-        raise TraitError(f"class {cls}: this model's output has no class scores (only -1)")
-    raise TraitError(
+        raise InvalidTraitError(f"class {cls}: this model's output has no class scores (only -1)")
+    raise InvalidTraitError(
         f"class {cls} is out of range: this model has {classes} classes "
         f"(0-{classes - 1}; -1 picks the largest predicted)"
     )
@@ -56,13 +62,13 @@ def check_class(cls: int, classes: int) -> int:
 
 def check_opacity(value: float) -> float:
     if not 0.0 <= value <= 1.0:
-        raise TraitError(f"overlay_opacity must lie between 0 and 1, got {value}")
+        raise InvalidTraitError(f"overlay_opacity must lie between 0 and 1, got {value}")
     return value
 
 
 def check_region(region: list[float]) -> list[float]:
     if region and (len(region) != 4 or not region[0] < region[2] or not region[1] < region[3]):
-        raise TraitError(
+        raise InvalidTraitError(
             f"gradcam_region is (y0, x0, y1, x1) with y0 < y1 and x0 < x1, or empty; got {region}"
         )
     return region
@@ -77,17 +83,17 @@ def check_ablations(value: dict[str, list[int]], shapes: dict[str, Any]) -> dict
         try:
             channels = check_channels(f"ablations[{module!r}]", given)
         except LayerScopeError as e:
-            raise TraitError(str(e)) from None
+            raise InvalidTraitError(str(e)) from None
         shape = shapes.get(module)
         dims = shape if isinstance(shape, list) else []
         if len(dims) not in (2, 4) or not all(isinstance(d, int) for d in dims):
-            raise TraitError(
+            raise InvalidTraitError(
                 f"{module}'s output {shape} has no channel dimension to ablate (dimension 1 of "
                 "an (N, C, H, W) or (N, C) tensor)"
             )
         bad = [c for c in channels if not 0 <= c < shape[1]]
         if bad:
-            raise TraitError(
+            raise InvalidTraitError(
                 f"channel(s) {bad} out of range: {module} has {shape[1]} channels "
                 f"(0-{shape[1] - 1})"
             )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..errors import OutOfRangeError
 from ..nested import first_tensor
 from ..receptive import ReceptiveField
 from ..spatial import Layout
@@ -100,7 +101,7 @@ def module_view(
     most active one when ``channel`` is None or out of range). With a ``memo``, the layer
     payload of an output seen before is reused."""
     if calls and not 0 <= call < len(calls):
-        raise IndexError(f"{name} ran {len(calls)} time(s): call {call} does not exist")
+        raise OutOfRangeError(f"{name} ran {len(calls)} time(s): call {call} does not exist")
     output = calls[call] if calls else None
     rf = rf if call == 0 else None
     names = tuple(class_names) if class_names is not None else None
