@@ -4,7 +4,12 @@ and the model left as it was found, exactly as for forward captures.
 The target is the class's score summed over the pixels predicted as that class (a segmentation
 model) or over a region given as a boolean mask, or the class's logit (a classifier). Grad-CAM
 weights each channel of the module's output by its mean gradient and keeps the positive part of
-the weighted sum (Selvaraju et al., 2017)."""
+the weighted sum (Selvaraju et al., 2017).
+
+A batch of N images gives one result per image (:class:`BatchGradCam`), each for its own score:
+the class's score over the pixels *that* image predicts as the class (or its logit); the sum of
+the N scores is differentiated once, and as the images do not mix in an eval-mode forward each
+image's gradient is that of its own score (as pytorch-grad-cam and captum compute it)."""
 
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from .outputs import class_output
 from .safety import as_args, model_kept_as_found, prepare_inputs, run_model
 from .spatial import Layout, spatial_maps
 
-__all__ = ["GradCam", "grad_cam", "grad_cams"]
+__all__ = ["BatchGradCam", "GradCam", "grad_cam", "grad_cams"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,37 @@ class GradCam:
     pixels: int
 
 
+@dataclass(frozen=True)
+class BatchGradCam:
+    """Grad-CAM of a batch: ``cam`` (N, H, W), ``activation`` and ``gradient`` (N, C, H, W),
+    ``weights`` (N, C), ``scores`` and ``pixels`` (one per image); ``result[i]`` is image i's
+    :class:`GradCam`."""
+
+    module: str
+    target_class: int
+    cam: torch.Tensor
+    activation: torch.Tensor
+    gradient: torch.Tensor
+    weights: torch.Tensor
+    scores: tuple[float, ...]
+    pixels: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def __getitem__(self, i: int) -> GradCam:
+        return GradCam(
+            self.module,
+            self.target_class,
+            self.cam[i],
+            self.activation[i],
+            self.gradient[i],
+            self.weights[i],
+            self.scores[i],
+            self.pixels[i],
+        )
+
+
 def grad_cam(
     model: nn.Module,
     inputs: Any,
@@ -55,7 +91,8 @@ def grad_cam(
     ``region``: an (h, w) boolean mask over the class map's pixels; the score is summed there
     instead of over the pixels predicted as the class (segmentation models only).
     ``layout``: where the output's channels and grid are (traced by the Explorer; default:
-    from the shape)."""
+    from the shape). A batch of N images gives a :class:`BatchGradCam` (one result per image;
+    ``region`` may then be (N, h, w))."""
     layouts = {module: layout} if layout is not None else None
     result = grad_cams(model, inputs, [module], target_class, region=region, call=call,
                        layouts=layouts, strict=True)  # fmt: skip
@@ -72,7 +109,7 @@ def grad_cams(
     call: int = 0,
     layouts: dict[str, Layout] | None = None,
     strict: bool = False,
-) -> dict[str, GradCam]:
+) -> dict[str, GradCam | BatchGradCam]:
     """Grad-CAM at several modules from one forward and one backward pass: the gradient of the
     score reaches every module's output at once. Modules without a spatial map are left out
     (``strict``: an error instead)."""
@@ -112,36 +149,52 @@ def grad_cams(
                 raise LayerScopeError(
                     f"{name} ran {seen[name]} time(s) in this forward: no call {call}"
                 )
-            score, pixels = _target(output, target_class, region)
+            logits, mask = target_pixels(output, target_class, region, "Grad-CAM")
+            scores = class_score(logits, target_class, mask)  # one per image
             order = list(kept)
-            grads = torch.autograd.grad(score, [kept[n] for n in order], allow_unused=True)
+            grads = torch.autograd.grad(scores.sum(), [kept[n] for n in order], allow_unused=True)
     finally:
         for handle in handles:
             handle.remove()
-    results = {}
+    rows = scores.shape[0]
+    values = tuple(float(v) for v in scores.detach())
+    pixels = (1,) * rows if mask is None else tuple(int(m.sum()) for m in _per_row(mask, rows))
+    results: dict[str, GradCam | BatchGradCam] = {}
     for name, gradient in zip(order, grads):
         if gradient is None:  # not on the path to the class score (an auxiliary head)
             gradient = torch.zeros_like(kept[name])
-        activation = spatial_maps(kept[name].detach(), 0, layouts.get(name))[0]
-        grad_maps = spatial_maps(gradient.detach(), 0, layouts.get(name))[0]
-        weights = grad_maps.float().mean(dim=(1, 2))
-        cam = torch.relu((weights[:, None, None] * activation.float()).sum(0))
-        results[name] = GradCam(name, target_class, cam, activation, grad_maps, weights,
-                                float(score.detach()), pixels)  # fmt: skip
+        layout = layouts.get(name)
+        cams = [_one(kept[name], gradient, i, layout) for i in range(rows)]
+        if rows == 1:
+            results[name] = GradCam(name, target_class, *cams[0], values[0], pixels[0])
+            continue
+        cam, activation, grad_maps, weights = (torch.stack(parts) for parts in zip(*cams))
+        results[name] = BatchGradCam(name, target_class, cam, activation, grad_maps, weights,
+                                     values, pixels)  # fmt: skip
     return results
 
 
-def _target(output: Any, cls: int, region: torch.Tensor | None) -> tuple[torch.Tensor, int]:
-    logits, mask = target_pixels(output, cls, region, "Grad-CAM")
-    return class_score(logits, cls, mask)[0], 1 if mask is None else int(mask.sum())
+def _one(
+    activation: torch.Tensor, gradient: torch.Tensor, row: int, layout: Layout | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Image ``row``'s CAM, activation and gradient maps (C, H, W), and channel weights."""
+    a = spatial_maps(activation.detach()[row : row + 1], 0, layout)[0]
+    g = spatial_maps(gradient.detach()[row : row + 1], 0, layout)[0]
+    weights = g.float().mean(dim=(1, 2))
+    return torch.relu((weights[:, None, None] * a.float()).sum(0)), a, g, weights
+
+
+def _per_row(mask: torch.Tensor, rows: int) -> list[torch.Tensor]:
+    return [mask[i] if mask.dim() == 3 and mask.shape[0] == rows else mask for i in range(rows)]
 
 
 def target_pixels(
     output: Any, cls: int, region: torch.Tensor | None = None, what: str = "Grad-CAM"
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The class scores in ``output`` ((N, K) or (N, K, H, W)), checked for ``cls``, and the
-    pixels a class map's score is summed over: ``region``, else those the first row predicts
-    as ``cls`` (None for a classifier). ``what`` names the analysis in the errors."""
+    pixels a class map's score is summed over, per image (N, H, W): ``region`` ((H, W) for
+    every image, or (N, H, W)), else those each image predicts as ``cls`` (None for a
+    classifier). ``what`` names the analysis in the errors."""
     found = class_output(output)
     if found is None:
         raise LayerScopeError(
@@ -157,15 +210,23 @@ def target_pixels(
             raise LayerScopeError("a region needs a segmentation output (N, K, H, W)")
         return logits, None
     if region is None:
-        mask = logits[0].argmax(0) == cls
-        if not bool(mask.any()):
+        mask = logits.detach().argmax(1) == cls
+        empty = [i for i in range(mask.shape[0]) if not bool(mask[i].any())]
+        if empty:
+            which = "" if mask.shape[0] == 1 else f" in image {empty[0]} of the batch"
             raise LayerScopeError(
-                f"no pixel is predicted as class {cls}: pick a class from the legend or draw "
-                "a region on the image"
+                f"no pixel is predicted as class {cls}{which}: pick a class from the legend or "
+                "draw a region on the image"
             )
     else:
         mask = region.to(device=logits.device, dtype=torch.bool)
-        if mask.shape != logits.shape[-2:]:
+        rows = logits.shape[0]
+        if mask.dim() == 3 and mask.shape[0] not in (1, rows):
+            raise LayerScopeError(
+                f"region has {mask.shape[0]} masks for {rows} images: give one (h, w) mask, or "
+                "one per image"
+            )
+        if mask.shape[-2:] != logits.shape[-2:] or mask.dim() not in (2, 3):
             raise LayerScopeError(
                 f"region is {tuple(mask.shape)}, output is {tuple(logits.shape[-2:])}"
             )
@@ -175,7 +236,8 @@ def target_pixels(
 
 
 def class_score(logits: torch.Tensor, cls: int, mask: torch.Tensor | None) -> torch.Tensor:
-    """The score of ``cls`` in every row: the logit, or a class map summed over ``mask``."""
+    """The score of ``cls`` in every row: the logit, or a class map summed over ``mask``
+    ((H, W), or one (H, W) per row)."""
     if mask is None:
         return logits[:, cls]
     return (logits[:, cls] * mask.to(logits.device)).flatten(1).sum(1)

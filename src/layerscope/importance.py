@@ -28,7 +28,7 @@ from .edits import check_call
 from .errors import CaptureError, LayerScopeError
 from .gradients import class_score, target_pixels
 from .intervene import capture_storage, reuse_names, run_edited
-from .nested import map_tensors
+from .nested import iter_tensors, map_tensors
 from .safety import as_args, model_kept_as_found, prepare_inputs, run_model
 
 __all__ = ["ChannelImportance", "channel_importance"]
@@ -84,9 +84,11 @@ def channel_importance(
     exact_top: int = 32,
     call: int = 0,
     batch: int = 8,
-) -> ChannelImportance:
+) -> Any:
     """Estimate every channel's effect on ``target_class``'s score and measure the largest
-    ``exact_top`` exactly (``batch`` at a time)."""
+    ``exact_top`` exactly (``batch`` at a time). A batch of N images gives a list of N
+    results, each image with its own score (its own predicted pixels), estimate and exact
+    drops; the estimates come from the one forward and backward of the whole batch."""
     call = check_call("channel_importance", call) or 0
     named = dict(model.named_modules())
     (name,) = resolve_modules(model, [module], named)
@@ -125,25 +127,53 @@ def channel_importance(
             if not kept:
                 raise LayerScopeError(f"{name} ran {seen[0]} time(s): no call {call}")
             logits, mask = target_pixels(output, target_class, what="channel importance")
-            score = class_score(logits, target_class, mask)[0]
-            (gradient,) = torch.autograd.grad(score, kept[0])
+            scores = class_score(logits, target_class, mask)  # one per image
+            (gradient,) = torch.autograd.grad(scores.sum(), kept[0])
     finally:
         for handle in handles:
             handle.remove()
     del output, logits  # the graph of the forward: freed before the exact runs
-    a, g = kept[0].detach()[0], gradient.detach()[0]
-    estimate = (a * g).reshape(a.shape[0], -1).sum(1).float().cpu().numpy()
-    order = np.argsort(-estimate, kind="stable")
-    top = [int(c) for c in order[: max(0, min(exact_top, len(order)))]]
-    replay = {n: stand_in[n] for n in outer}
-    if not all(replay.values()):
-        replay = {}
-    gated = {n: stand_in[n] for n in later if stand_in[n]}
-    exact = _exact(model, named, args, name, call, top, target_class, mask, batch, replay, gated)
-    base = float(score.detach())
-    return ChannelImportance(
-        name, target_class, base, estimate, order, {c: base - v for c, v in exact.items()}
-    )
+    rows = kept[0].shape[0]
+    results = []
+    for i in range(rows):  # images do not mix in an eval-mode forward: row i's gradient is its own
+        a, g = kept[0].detach()[i], gradient.detach()[i]
+        estimate = (a * g).reshape(a.shape[0], -1).sum(1).float().cpu().numpy()
+        order = np.argsort(-estimate, kind="stable")
+        top = [int(c) for c in order[: max(0, min(exact_top, len(order)))]]
+        replay = _rows({n: stand_in[n] for n in outer}, i, rows)
+        gated = _rows({n: stand_in[n] for n in later if stand_in[n]}, i, rows)
+        row_mask = None if mask is None else mask[i : i + 1] if mask.dim() == 3 else mask
+        row_args = args if rows == 1 else _row(args, i, rows)
+        if row_args is None:
+            raise LayerScopeError("a batch needs every input tensor to have the batch first")
+        exact = _exact(model, named, row_args, name, call, top, target_class, row_mask, batch,
+                       replay if all(replay.values()) else {}, gated)  # fmt: skip
+        base = float(scores[i].detach())
+        drops = {c: base - v for c, v in exact.items()}
+        results.append(ChannelImportance(name, target_class, base, estimate, order, drops))
+    return results[0] if rows == 1 else results
+
+
+def _row(obj: Any, i: int, rows: int) -> Any:
+    """Row ``i`` of every tensor in ``obj`` (kept 4-D: ``t[i:i+1]``); None when a tensor's
+    first dimension is not the batch (it cannot be split by image)."""
+    tensors = list(iter_tensors(obj))
+    if any(t.dim() == 0 or t.shape[0] != rows for t in tensors):
+        return None
+    return map_tensors(obj, lambda t: t[i : i + 1])
+
+
+def _rows(stand_in: dict[str, list[Any]], i: int, rows: int) -> dict[str, list[Any]]:
+    """What stands in for image ``i``: its row of every cached call; a module whose outputs
+    cannot be split by image runs instead (left out)."""
+    if rows == 1:
+        return stand_in
+    out = {}
+    for name, calls in stand_in.items():
+        split = [_row(c, i, rows) for c in calls]
+        if all(c is not None for c in split):
+            out[name] = split
+    return out
 
 
 def _exact(
