@@ -159,6 +159,9 @@ def main() -> None:
             lambda: cap.capture(new_input(), ["backbone.layer1"])
         ),
         "create_feature_extractor, five stages": lambda: _plain(fx, new_input()),
+        f"hand-written hooks, clone every call ({len(every)})": lambda: _by_hand(
+            model, every, new_input()
+        ),
     }
     _plain(model, new_input())  # torch's own first-call costs are not LayerScope's
     cold: dict[str, float] = {}
@@ -252,6 +255,29 @@ def main() -> None:
                 where = f"cold call: {_describe(first)}; last call: {_describe(last)}"
             verdict = "LOSSY, not what a float32 capture gives" if lossy else "lossless"
             print(f"    {verdict}: of {sum(first.values())} module outputs, {where}")
+
+
+def _by_hand(model: torch.nn.Module, names: list[str], x: torch.Tensor) -> object:
+    """What a user writes by hand to keep every module's output: a forward hook per module
+    cloning each call's tensor output (before an in-place op can change it), removed after."""
+    kept: dict[str, list[object]] = {}
+    named = dict(model.named_modules())
+
+    def hook(name: str) -> Callable[..., None]:
+        def keep(_m: torch.nn.Module, _a: object, out: object) -> None:
+            value = out.detach().clone() if isinstance(out, torch.Tensor) else out
+            kept.setdefault(name, []).append(value)
+
+        return keep
+
+    handles = [named[n].register_forward_hook(hook(n)) for n in names]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return kept
 
 
 def _plain(model: torch.nn.Module, x: torch.Tensor) -> object:
