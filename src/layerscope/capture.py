@@ -1,11 +1,13 @@
 """The capture engine: forward hooks that clone every call, stop early, cache, stay within a
-memory budget, and always leave the model as it was found."""
+memory budget, and always leave the model as it was found. This module decides what a capture
+needs (the cache, the budget's plan, the learned execution orders); the forward and its hooks
+are in :mod:`layerscope.recording`."""
 
 from __future__ import annotations
 
 import warnings
 import weakref
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,13 +15,7 @@ import torch
 from torch import nn
 
 from .activations import Activations, MemoryReport
-from .errors import (
-    ArgumentError,
-    ArgumentTypeError,
-    CaptureError,
-    UnknownModuleError,
-    close_matches,
-)
+from .errors import ArgumentError, ArgumentTypeError, UnknownModuleError, close_matches
 from .fingerprint import (
     input_digest,
     input_signature,
@@ -29,31 +25,11 @@ from .fingerprint import (
     weights_fingerprint,
     weights_version,
 )
-from .nested import describe
-from .safety import as_args, forward_failed, model_kept_as_found, prepare_inputs
-from .store import ActivationStore, output_bytes
+from .recording import Learned, Progress, record
+from .safety import as_args, prepare_inputs
+from .store import ActivationStore
 
 __all__ = ["capture", "Capturer", "resolve_modules"]
-
-Progress = Callable[[int, "int | None"], None]
-
-
-class _StopForward(BaseException):
-    """Raised from a hook once every requested module has produced its last call.
-    A BaseException, so a model's own ``except Exception`` cannot swallow it."""
-
-
-@dataclass
-class _Learned:
-    """What one complete forward showed, for one input shape: modules in the order they first
-    finished, how often each ran, its first output's structure, and its bytes over all calls
-    (full precision, and with floats in bfloat16)."""
-
-    counts: dict[str, int] = field(default_factory=dict)
-    shapes: dict[str, Any] = field(default_factory=dict)
-    sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
-    finished: dict[str, tuple[int, int]] = field(default_factory=dict)  # (first, last) call end
-    started: dict[str, int] = field(default_factory=dict)  # first call's start, same clock
 
 
 @dataclass
@@ -61,7 +37,7 @@ class _ModelState:
     """What LayerScope remembers about one model between captures (never the model itself)."""
 
     store: ActivationStore = field(default_factory=ActivationStore)
-    learned: dict[Hashable, _Learned] = field(default_factory=dict)
+    learned: dict[Hashable, Learned] = field(default_factory=dict)
 
 
 _STATES: weakref.WeakKeyDictionary[nn.Module, _ModelState] = weakref.WeakKeyDictionary()
@@ -293,9 +269,10 @@ class Capturer:
                 sizes = [(keys[n], *learned.sizes.get(n, (0, 0))) for n in planned]
                 store.plan(sizes, protected=set(keys.values()), report=report)
             if todo and (remaining is None or remaining):
-                output, completed, stopped, new = self._run(
-                    named, args, todo, keys, remaining, learned, train, report, progress
-                )
+                output, completed, stopped, new = record(
+                    model, named, args, store, self.storage, todo, keys, remaining, learned,
+                    train, report, progress,
+                )  # fmt: skip
                 if new is not None:
                     self._state.learned[key] = new
                     if digest is not None:  # checks by what each output depends on, now known
@@ -326,7 +303,7 @@ class Capturer:
 
     @staticmethod
     def _checks(
-        named: dict[str, nn.Module], names: list[str], learned: _Learned | None
+        named: dict[str, nn.Module], names: list[str], learned: Learned | None
     ) -> dict[str, Hashable]:
         """For each module, a digest of the values of the weights its output can depend on:
         those of the modules that ran before it finished (its ancestors included) and of the
@@ -357,90 +334,6 @@ class Capturer:
     ) -> Hashable:
         named = named if named is not None else dict(self.model.named_modules())
         return (structure_id(named), input_signature(args), train)
-
-    def _run(
-        self,
-        named: dict[str, nn.Module],
-        args: tuple[Any, ...],
-        todo: list[str],
-        keys: dict[str, tuple[Hashable, str]],
-        remaining: dict[str, int] | None,
-        learned: _Learned | None,
-        train: bool,
-        report: MemoryReport,
-        progress: Progress | None,
-    ) -> tuple[Any, bool, bool, _Learned | None]:
-        store, storage = self._state.store, self.storage
-        protected = set(keys.values())
-        learn = learned is None
-        handles: list[torch.utils.hooks.RemovableHandle] = []
-        new = _Learned()
-        total = sum(learned.counts.values()) if learned is not None else None
-        done = [0]
-
-        def keep(name: str) -> Callable[..., None]:
-            key = keys[name]
-
-            def hook(_module: nn.Module, _args: Any, out: Any) -> None:
-                store.add_call(key, out, storage=storage, protected=protected, report=report)
-                if remaining is not None and name in remaining:
-                    remaining[name] -= 1
-                    if remaining[name] == 0:
-                        del remaining[name]
-                        if not remaining:
-                            raise _StopForward
-
-            return hook
-
-        clock = [0]
-
-        def study(name: str) -> Callable[..., None]:
-            def hook(_module: nn.Module, _args: Any, out: Any) -> None:
-                if name not in new.counts:
-                    new.shapes[name] = describe(out)
-                full, reduced = new.sizes.get(name, (0, 0))
-                new.sizes[name] = (
-                    full + output_bytes(out, False),
-                    reduced + output_bytes(out, True),
-                )
-                new.counts[name] = new.counts.get(name, 0) + 1
-                clock[0] += 1
-                first = new.finished.get(name, (clock[0], 0))[0]
-                new.finished[name] = (first, clock[0])
-
-            return hook
-
-        def begin(name: str) -> Callable[..., None]:
-            def hook(_module: nn.Module, _args: Any) -> None:
-                clock[0] += 1  # module calls started or finished so far
-                new.started.setdefault(name, clock[0])
-
-            return hook
-
-        def tick(_module: nn.Module, _args: Any, _out: Any) -> None:
-            done[0] += 1
-            progress(done[0], total)  # type: ignore[misc]
-
-        output, completed, stopped = None, False, False
-        try:
-            with model_kept_as_found(self.model, train):
-                if progress is not None:
-                    handles.extend(m.register_forward_hook(tick) for m in named.values())
-                if learn:
-                    handles.extend(m.register_forward_hook(study(n)) for n, m in named.items())
-                    handles.extend(m.register_forward_pre_hook(begin(n)) for n, m in named.items())
-                handles.extend(named[n].register_forward_hook(keep(n)) for n in todo)
-                try:
-                    output = self.model(*args)
-                    completed = True
-                except _StopForward:
-                    stopped = True
-                except Exception as exc:
-                    raise CaptureError(forward_failed(self.model, args, exc)) from exc
-        finally:
-            for handle in handles:
-                handle.remove()
-        return output, completed, stopped, (new if learn and completed else None)
 
 
 def capture(

@@ -21,9 +21,10 @@ from torch import nn
 
 from .capture import resolve_modules
 from .errors import LayerScopeError
+from .hooks import hooked
 from .nested import describe, first_tensor, map_tensors
 from .outputs import class_output
-from .safety import as_args, model_kept_as_found, prepare_inputs, run_model
+from .safety import as_args, prepare_inputs, run_model
 from .spatial import Layout, spatial_maps
 
 __all__ = ["BatchGradCam", "GradCam", "grad_cam", "grad_cams"]
@@ -140,22 +141,17 @@ def grad_cams(
 
         return keep
 
-    handles = [named[n].register_forward_hook(hook(n)) for n in names]
-    try:
-        with model_kept_as_found(model, train=False, grad=True):
-            output = run_model(model, args)
-            if strict and not kept:
-                name = names[0]
-                raise LayerScopeError(
-                    f"{name} ran {seen[name]} time(s) in this forward: no call {call}"
-                )
-            logits, mask = target_pixels(output, target_class, region, "Grad-CAM")
-            scores = class_score(logits, target_class, mask)  # one per image
-            order = list(kept)
-            grads = torch.autograd.grad(scores.sum(), [kept[n] for n in order], allow_unused=True)
-    finally:
-        for handle in handles:
-            handle.remove()
+    with hooked(model, {n: hook(n) for n in names}, train=False, grad=True, named=named):
+        output = run_model(model, args)
+        if strict and not kept:
+            name = names[0]
+            raise LayerScopeError(
+                f"{name} ran {seen[name]} time(s) in this forward: no call {call}"
+            )
+        logits, mask = target_pixels(output, target_class, region, "Grad-CAM")
+        scores = class_score(logits, target_class, mask)  # one per image
+        order = list(kept)
+        grads = torch.autograd.grad(scores.sum(), [kept[n] for n in order], allow_unused=True)
     rows = scores.shape[0]
     values = tuple(float(v) for v in scores.detach())
     pixels = (1,) * rows if mask is None else tuple(int(m.sum()) for m in _per_row(mask, rows))

@@ -27,9 +27,10 @@ from .capture import Capturer, resolve_modules
 from .edits import check_call
 from .errors import CaptureError, LayerScopeError
 from .gradients import class_score, target_pixels
+from .hooks import Hook, hooked
 from .intervene import capture_storage, reuse_names, run_edited
 from .nested import iter_tensors, map_tensors
-from .safety import as_args, model_kept_as_found, prepare_inputs, run_model
+from .safety import as_args, prepare_inputs, run_model
 
 __all__ = ["ChannelImportance", "channel_importance"]
 
@@ -119,19 +120,15 @@ def channel_importance(
 
         return hook
 
-    handles = [named[n].register_forward_hook(keep(n)) for n in stand_in]
-    handles.append(named[name].register_forward_hook(hook))
-    try:
-        with model_kept_as_found(model, train=False, grad=True):
-            output = run_model(model, args)
-            if not kept:
-                raise LayerScopeError(f"{name} ran {seen[0]} time(s): no call {call}")
-            logits, mask = target_pixels(output, target_class, what="channel importance")
-            scores = class_score(logits, target_class, mask)  # one per image
-            (gradient,) = torch.autograd.grad(scores.sum(), kept[0])
-    finally:
-        for handle in handles:
-            handle.remove()
+    hooks: dict[str, list[Hook]] = {n: [keep(n)] for n in stand_in}
+    hooks.setdefault(name, []).append(hook)  # after its keep, when the module may stand in
+    with hooked(model, hooks, train=False, grad=True, named=named):
+        output = run_model(model, args)
+        if not kept:
+            raise LayerScopeError(f"{name} ran {seen[0]} time(s): no call {call}")
+        logits, mask = target_pixels(output, target_class, what="channel importance")
+        scores = class_score(logits, target_class, mask)  # one per image
+        (gradient,) = torch.autograd.grad(scores.sum(), kept[0])
     del output, logits  # the graph of the forward: freed before the exact runs
     rows = kept[0].shape[0]
     results = []

@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import nn
 
 from .activations import Activations
@@ -29,8 +28,9 @@ from .capture import Capturer, resolve_modules
 from .edits import Edit, Patch, apply_edit, edit_call
 from .errors import LayerScopeError
 from .gate import Gated, Taint
+from .hooks import Hook, hooked
 from .nested import iter_tensors, map_tensors
-from .safety import as_args, model_kept_as_found, prepare_inputs, run_model
+from .safety import as_args, prepare_inputs, run_model
 
 __all__ = [
     "Intervention",
@@ -262,14 +262,10 @@ def run_edited(
     device = next((p.device for p in model.parameters()), None)
     counts: dict[str, int] = {}
     captured: dict[str, list[Any]] = {n: [] for n in capture}
-    handles: list[torch.utils.hooks.RemovableHandle] = []
-    swapped: list[tuple[nn.Module, Any]] = []
-    missing = object()
-
     taint = Taint()
     ran: set[str] = set()
 
-    def edit_hook(name: str, fn: EditFn) -> Callable[..., Any]:
+    def edit_hook(name: str, fn: EditFn) -> Hook:
         def hook(_m: nn.Module, _a: Any, out: Any) -> Any:
             index = counts.get(name, 0)
             counts[name] = index + 1
@@ -280,7 +276,7 @@ def run_edited(
 
         return hook
 
-    def keep(name: str) -> Callable[..., None]:
+    def keep(name: str) -> Hook:
         def hook(_m: nn.Module, _a: Any, out: Any) -> None:
             captured[name].append(map_tensors(out, lambda t: t.detach().to("cpu", copy=True)))
 
@@ -288,26 +284,14 @@ def run_edited(
 
     if batch > 1:
         args = map_tensors(args, lambda t: t.expand(batch, *t.shape[1:]) if t.shape[0] == 1 else t)
-    try:
-        with model_kept_as_found(model, train=False, grad=grad):
-            modules = list(named.values())
-            for name, calls in {**replay, **(gated or {})}.items():
-                module = named[name]
-                swapped.append((module, module.__dict__.get("forward", missing)))
-                gate = Gated(calls, device, batch, module.forward, taint, ran, name, modules)
-                module.forward = gate  # type: ignore[method-assign]
-            handles.extend(
-                named[n].register_forward_hook(edit_hook(n, f)) for n, f in edits.items()
-            )
-            handles.extend(named[n].register_forward_hook(keep(n)) for n in capture)
-            with taint:
-                output = run_model(model, args)
-    finally:
-        for handle in handles:
-            handle.remove()
-        for module, original in swapped:
-            if original is missing:
-                del module.forward
-            else:
-                module.forward = original  # type: ignore[method-assign]
+    modules = list(named.values())
+    stand_ins = {
+        name: Gated(calls, device, batch, named[name].forward, taint, ran, name, modules)
+        for name, calls in {**replay, **(gated or {})}.items()
+    }
+    hooks: dict[str, list[Hook]] = {n: [edit_hook(n, f)] for n, f in edits.items()}
+    for n in capture:  # what is captured is what the edit made
+        hooks.setdefault(n, []).append(keep(n))
+    with hooked(model, hooks, replace=stand_ins, train=False, grad=grad, named=named), taint:
+        output = run_model(model, args)
     return EditedRun(output, captured, counts, ran)

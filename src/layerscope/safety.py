@@ -17,16 +17,20 @@ __all__ = ["model_kept_as_found", "as_args", "prepare_inputs", "forward_failed"]
 
 
 @contextlib.contextmanager
-def model_kept_as_found(model: nn.Module, train: bool, grad: bool = False) -> Iterator[None]:
-    """Eval (or train) mode and no grad (unless ``grad``) inside; every module's own mode and
-    the grad mode restored on the way out, whatever happened inside."""
+def model_kept_as_found(
+    model: nn.Module, train: bool | None, grad: bool | None = False
+) -> Iterator[None]:
+    """Eval (or train) mode and no grad (unless ``grad``) inside (``None``: that mode as it
+    is); every module's own mode and the grad mode restored on the way out, whatever happened
+    inside. Hooks are installed with :func:`layerscope.hooks.hooked`, which keeps the model so."""
     modes = [(m, m.training) for m in model.modules()]
     was_grad = torch.is_grad_enabled()
     # In train mode BatchNorm updates its running statistics: keep them to put them back.
     saved = [(b, b.detach().clone()) for b in model.buffers()] if train else []
-    model.train(train)
     try:
-        with torch.set_grad_enabled(grad):
+        if train is not None:
+            model.train(train)
+        with torch.set_grad_enabled(grad) if grad is not None else contextlib.nullcontext():
             yield
     finally:
         for module, mode in modes:

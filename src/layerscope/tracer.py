@@ -16,6 +16,7 @@ unknown, rather than guess one too small."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import weakref
 from collections.abc import Callable
@@ -26,6 +27,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from .hooks import hooked
 from .nested import first_tensor, iter_tensors
 from .receptive import Axis, Field, ReceptiveField, adaptive, resize, window
 from .spatial import Layout
@@ -339,7 +341,8 @@ class _Args:
 class ForwardTracer:
     """Context manager: while a forward runs inside it, every module's first output gets its
     receptive field (``fields``: name -> ReceptiveField, where known) and its ``layouts``
-    (name -> Layout: which dimensions are channels, rows and columns or tokens)."""
+    (name -> Layout: which dimensions are channels, rows and columns or tokens). Its hooks
+    (:func:`~layerscope.hooks.hooked`) go on the way out, with the modes put back as found."""
 
     def __init__(self, model: nn.Module, inputs: torch.Tensor) -> None:
         self.model = model
@@ -347,7 +350,7 @@ class ForwardTracer:
         self.fields: dict[str, ReceptiveField] = {}
         self.layouts: dict[str, Layout] = {}
         self._tracker = _Tracker()
-        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> ForwardTracer:
         if self.inputs.dim() == 4:
@@ -372,16 +375,15 @@ class ForwardTracer:
 
             return record
 
-        for name, module in self.model.named_modules():
-            self._handles.append(module.register_forward_hook(hook(name)))
-        self._tracker.__enter__()
+        hooks = {name: hook(name) for name, _ in self.model.named_modules()}
+        with contextlib.ExitStack() as stack:  # a failed enter takes back what it installed
+            stack.enter_context(hooked(self.model, hooks, train=None, grad=None))
+            stack.enter_context(self._tracker)
+            self._stack = stack.pop_all()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self._tracker.__exit__(*exc)
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
+        self._stack.__exit__(*exc)  # the tracker first, then the hooks (modes as found)
 
 
 ReceptiveFieldTracer = ForwardTracer  # the name before layouts were traced too

@@ -15,9 +15,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..hooks import hooked
 from ..nested import first_tensor
 from ..preprocess import Preprocess
-from ..safety import model_kept_as_found, run_model
+from ..safety import run_model
 from .sources import Sources
 from .topk import ChannelTopK
 
@@ -73,13 +74,8 @@ def forward_batch(
 
         return hook
 
-    handles = [named[n].register_forward_hook(reduce(n)) for n in modules]
-    try:
-        with model_kept_as_found(model, train=False):
-            run_model(model, (x,))
-    finally:
-        for h in handles:
-            h.remove()
+    with hooked(model, {n: reduce(n) for n in modules}, train=False, named=named):
+        run_model(model, (x,))
 
 
 def forward_by_shape(
