@@ -17,5 +17,7 @@ echo "== ruff"
 .venv/bin/ruff format --check src tests benchmarks
 echo "== js: format and lint (biome), type check (tsc), unit tests"
 (cd js && npm run --silent lint && npm run --silent typecheck && npm test --silent)
+echo "== docs: mkdocs build --strict (broken links, missing pages, API names that no longer exist)"
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict  # not --quiet nor -v: both skip warnings (mkdocs#4126, #3991)
 echo "== pytest"
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
