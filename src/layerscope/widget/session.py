@@ -91,6 +91,7 @@ class Session:
         self.segmentation: Any = None
         self._traced: dict[tuple[int, ...], tuple[dict[str, Any], dict[str, Any]]] = {}
         self._last_progress = 0.0
+        self._prefetched: dict[str, list[Any]] = {}
 
     # -- the image -----------------------------------------------------------------------------
 
@@ -99,6 +100,7 @@ class Session:
         # The Explorer prepares the image, so it fits the model: its device and float dtype
         # (a bfloat16 model gets a bfloat16 input); views are computed in float32.
         self.inputs = self.prepared.tensor.to(device=self.device, dtype=self.dtype)
+        self._prefetched = {}  # the outputs of the image before
 
     def first_run(self) -> list[dict[str, Any]]:
         """One complete forward: learns the execution order and every output's shape, traces
@@ -201,9 +203,24 @@ class Session:
             self.status({"state": "running", "done": done, "total": total})
 
     def calls(self, name: str) -> list[Any]:
-        """Every call's output of one module: from the cache, else one early-stopped capture of
-        that module alone."""
-        return self.calls_of([name])[name]
+        """Every call's output of one module: prefetched, else from the cache, else one
+        early-stopped capture of that module alone."""
+        fresh = self._prefetched.pop(name, None)
+        return fresh if fresh is not None else self.calls_of([name])[name]
+
+    def prefetch(self, names: list[str]) -> None:
+        """Capture several modules together (one forward at most, progress shown) and keep
+        their outputs until :meth:`calls` takes them or :meth:`drop_prefetched`: modules hooked
+        at once are captured at once, whichever of them is shown next."""
+        self._prefetched = self.calls_of(names, strict=False) if names else {}
+
+    def drop_prefetched(self) -> None:
+        """Hold nothing past a click but what the store keeps under its budget."""
+        self._prefetched = {}
+
+    def ready(self, name: str) -> bool:
+        """Whether ``name``'s output is at hand (prefetched or in the store): no capture."""
+        return name in self._prefetched or self.holds(name)
 
     def calls_of(self, names: list[str], strict: bool = True) -> dict[str, list[Any]]:
         """Every call's output of several modules, from one capture (one forward at most).

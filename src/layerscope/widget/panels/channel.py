@@ -1,0 +1,62 @@
+"""The selected channel of the selected module: its heatmap, histogram and statistics, on the
+layer's value range (a module's first view brings its most active channel along)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from ...compare import Comparison, compare_images, compare_models
+from ...errors import ArgumentError, NotReadyError
+from ...preprocess import Preprocess
+from .. import validation as check
+from ..payload import channel_payload
+from .base import Context, Panel
+
+__all__ = ["ChannelPanel", "compare_maps"]
+
+
+class ChannelPanel(Panel):
+    name = "channel"
+    after = ("layer",)
+    inputs = ("selected_channel",)
+    owns = {"_channel": "channel"}
+    validates = ("selected_channel",)
+
+    def check(self, ctx: Context, name: str, value: Any) -> int:
+        return check.check_channel(value, ctx.view.layer or {}, ctx.selected_module)
+
+    def build(self, ctx: Context) -> dict[str, Any] | None:
+        layer, held = ctx.view.layer or {}, ctx.outputs.get("layer")
+        if layer.get("kind") != "maps" or held is None:
+            return None
+        name, calls = held
+        call, edges = layer["call"], layer["histogram"]["edges"]
+        payload = channel_payload(name, call, calls[call], ctx.selected_channel, bins=ctx.bins,
+                                  value_range=[edges[0], edges[-1]], frame=layer.get("frame", 0),
+                                  layout=ctx.session.layout(name, calls[call]))  # fmt: skip
+        return {"_channel": payload}
+
+
+def compare_maps(
+    ctx: Context, image: Any, model: nn.Module | None, module: str | None, channel: int | str | None
+) -> Comparison:
+    """What ``explorer.compare()`` returns: the selected channel's map (or ``channel``'s, or
+    the aggregate map) for this image against ``image``, or against ``model``."""
+    name = module or ctx.selected_module
+    if not name:
+        raise NotReadyError("no module selected: hook one first, or pass module=")
+    if (image is None) == (model is None):
+        raise ArgumentError("pass either image= (another image) or model= (another model)")
+    ch = None if channel == "aggregate" else int(channel) if channel is not None else (
+        ctx.selected_channel if name == ctx.selected_module else None)  # fmt: skip
+    s = ctx.session
+    pre, kw = s.preprocess, dict(channel=ch, aggregate=ctx.aggregate)
+    if image is None:
+        return compare_models(s.model, model, s.prepared.image, name, preprocess=pre,  # type: ignore[arg-type]
+                              labels=("this model", "other model"), **kw)  # type: ignore[arg-type]  # fmt: skip
+    if isinstance(pre, Preprocess) and not pre.crop:  # both sides one size: the maps line up
+        pre = Preprocess(resize=s.prepared.geometry.input_size, mean=pre.mean, std=pre.std)
+    return compare_images(s.model, s.prepared.image, image, name, preprocess=pre,
+                          labels=(ctx.image_name or "this image", "other image"), **kw)  # type: ignore[arg-type]  # fmt: skip

@@ -1,0 +1,72 @@
+"""Grad-CAM at the selected module for the class (picked, else the largest predicted), summed
+over the class's pixels or a drawn region: one forward and backward serves every hooked
+module, kept in the model's store; ``explorer.grad_cam()`` reads the same."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from ...errors import LayerScopeError, NotReadyError
+from ...gradients import GradCam, grad_cam
+from ...nested import first_tensor
+from ...spatial import spatial_maps
+from .. import validation as check
+from ..payload import class_label, gradcam_payload
+from .base import Context, Panel
+from .layer import check_budget
+
+__all__ = ["GradcamPanel", "explain"]
+
+
+class GradcamPanel(Panel):
+    name = "gradcam"
+    after = ("layer", "class")
+    inputs = ("overlay", "gradcam_region")
+    owns = {"_gradcam": "gradcam"}
+    validates = ("gradcam_region",)
+
+    def check(self, ctx: Context, name: str, value: Any) -> list[float]:
+        return check.check_region(list(value))
+
+    def build(self, ctx: Context) -> dict[str, Any]:
+        layer, name, s = ctx.view.layer or {}, ctx.selected_module, ctx.session
+        if ctx.overlay != "gradcam" or not name:
+            return {"_gradcam": None}
+        cls = s.default_class(ctx.selected_class)
+        cams = {}
+        if layer.get("kind") == "maps":
+            cams = s.grad_cams(list(ctx.hooked_modules), cls, ctx.gradcam_region or None)
+        if name not in cams:
+            raise LayerScopeError(f"Grad-CAM needs a spatial map; {name} has none")
+        g = cams[name]
+        label = class_label(s.class_names, cls)
+        key = ("gradcam", name, cls, label, g.score, g.pixels, ctx.bins)
+        payload = ctx.memo.get_or_make(key, (g.cam, g.gradient), lambda: gradcam_payload(
+            name, cls, label, g.cam, g.gradient, score=g.score, pixels=g.pixels, bins=ctx.bins
+        ))  # fmt: skip
+        check_budget(ctx)
+        return {"_gradcam": payload}
+
+
+def explain(
+    ctx: Context, module: str | None, target_class: int | None, region: list[float] | None
+) -> GradCam:
+    """What ``explorer.grad_cam()`` returns: the views' pass when it holds ``module``, else
+    Grad-CAM computed afresh."""
+    name = module or ctx.selected_module
+    if not name:
+        raise NotReadyError("no module selected: hook one first")
+    s = ctx.session
+    cls = s.default_class(ctx.selected_class if target_class is None else target_class)
+    if name in ctx.hooked_modules:
+        # The views' pass (one forward and backward for every hooked module, kept in the
+        # store) serves it when it is there: a lecture asks for what it just drew.
+        cached = s.grad_cams([name], cls, region).get(name)
+        if cached is not None:
+            out = first_tensor(s.capture([name], "hooked modules")[name])
+            activation = spatial_maps(out, 0, s.layouts.get(name))[0]
+            weights = cached.gradient.float().mean(dim=(1, 2))
+            return replace(cached, activation=activation, weights=weights)
+    return grad_cam(s.model, s.inputs, name, cls, region=s.region_mask(region),
+                    layout=s.layouts.get(name))  # fmt: skip

@@ -1,0 +1,44 @@
+"""The hooked modules (the tree's marked nodes): modules hooked together are captured together
+(one forward, progress shown) before any view changes, and the newest one is selected."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import Context, Panel
+
+__all__ = ["HooksPanel"]
+
+
+class HooksPanel(Panel):
+    name = "hooks"
+    after = ("image",)
+    inputs = ("hooked_modules",)
+    validates = ("hooked_modules",)
+
+    def __init__(self) -> None:
+        self.hooked: list[str] = []  # as of the last run, for this image
+
+    def new_image(self) -> None:
+        self.hooked = []  # every hooked module is new for a new image
+
+    def check(self, ctx: Context, name: str, value: Any) -> list[str]:
+        return ctx.known(list(dict.fromkeys(value)))
+
+    def build(self, ctx: Context) -> None:
+        names = list(ctx.hooked_modules)
+        added = [n for n in names if n not in self.hooked]
+        self.hooked = names
+        # The layer panel takes the selected one's calls from here, not from the store again.
+        ctx.session.prefetch(added)
+        pick = ctx.selected_module
+        if not names:
+            pick = ""
+        elif added:
+            pick = added[-1]
+        elif pick not in names:
+            pick = names[-1]
+        if pick != ctx.selected_module:
+            ctx.set(selected_module=pick)
+        elif added:  # the selection stays, but its output is new (a new image)
+            ctx.mark("layer")

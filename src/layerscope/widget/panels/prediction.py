@@ -1,0 +1,29 @@
+"""The model's prediction for a class: the class's score map (a segmentation), for the class
+picked in the legend or the largest predicted one. The mask and a classifier's top classes are
+the scene's (they change with the image only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import validation as check
+from .base import Context, Panel
+
+__all__ = ["ClassPanel"]
+
+
+class ClassPanel(Panel):
+    name = "class"
+    after = ("image",)
+    inputs = ("selected_class",)
+    owns = {"_class_score": "scene.class_score"}
+    validates = ("selected_class",)
+
+    def check(self, ctx: Context, name: str, value: Any) -> int:
+        return check.check_class(value, len(ctx.session.class_names))
+
+    def build(self, ctx: Context) -> dict[str, Any] | None:
+        s = ctx.session
+        if s.class_kind is None:
+            return None
+        return {"_class_score": s.class_score(s.default_class(ctx.selected_class))}
