@@ -24,7 +24,7 @@ def test_output_is_cloned_before_inplace_relu(fresh_deeplab, image_batch):
 
 
 def test_feature_extractor_returns_the_aliased_value(fresh_deeplab, image_batch):
-    # Documented in the README: torchvision's extractor hands back bn1 after the in-place ReLU.
+    # Documented in docs/capture.md: torchvision's extractor hands back bn1 after the in-place ReLU.
     # Asked for bn1 alone, the traced graph ends at bn1; asked with a later node, the in-place
     # ReLU runs on the very tensor it returns.
     fx = create_feature_extractor(fresh_deeplab, ["backbone.layer1.0.bn1", "backbone.layer1"])

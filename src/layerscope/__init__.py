@@ -27,7 +27,8 @@ from .errors import (
     NotReadyError,
     UnknownModuleError,
 )
-from .gradients import GradCam, grad_cam, grad_cams
+from .featurevis import FeatureVis, visualize
+from .gradients import BatchGradCam, GradCam, grad_cam, grad_cams
 from .images import load_image, sample_image
 from .importance import ChannelImportance, channel_importance
 from .intervene import Intervention, intervene
@@ -51,6 +52,7 @@ __all__ = [
     "grad_cam",
     "grad_cams",
     "GradCam",
+    "BatchGradCam",
     "channel_importance",
     "ChannelImportance",
     "intervene",
@@ -63,6 +65,8 @@ __all__ = [
     "Comparison",
     "receptive_fields",
     "ReceptiveField",
+    "visualize",
+    "FeatureVis",
     # dataset sweeps
     "sweep",
     "Sweep",

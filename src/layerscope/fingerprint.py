@@ -1,7 +1,7 @@
 """Keys that say when two captures would see the same thing: same input values, same weights,
 same module structure. Used by the cache and by the learned execution orders.
 
-What invalidates the cache (the README repeats this list): any change of an input's values,
+What invalidates the cache (docs/capture.md repeats this list): any change of an input's values,
 shape, dtype or device, however it was made (in place, through ``.data`` or through a numpy
 array sharing its memory: the values are hashed on every capture); any change of a parameter's
 or buffer's values, however it was made (``optimizer.step()``, ``load_state_dict``,
