@@ -1,6 +1,6 @@
 """Feature visualization: what input a unit answers to most strongly, found by optimizing an
 image (see :func:`visualize`)."""
 
-from .visualize import FeatureVis, visualize
+from .optimize import FeatureVis, visualize
 
 __all__ = ["FeatureVis", "visualize"]
