@@ -15,6 +15,7 @@ fi
 echo "== ruff"
 .venv/bin/ruff check src tests benchmarks
 .venv/bin/ruff format --check src tests benchmarks
+.venv/bin/mypy  # the types of src/layerscope ([tool.mypy] in pyproject.toml)
 echo "== js: format and lint (biome), type check (tsc), unit tests"
 (cd js && npm run --silent lint && npm run --silent typecheck && npm test --silent)
 echo "== docs: mkdocs build --strict (broken links, missing pages, API names that no longer exist)"

@@ -321,9 +321,8 @@ class Capturer:
             ancestors = {n.rsplit(".", i)[0] for i in range(1, n.count(".") + 1)} | {""}
             before = {m for m, (first, _) in done.items() if first <= last}
             relevant[n] = before | ancestors | never
-        union = (
-            None if any(r is None for r in relevant.values()) else set().union(*relevant.values())
-        )
+        known = [r for r in relevant.values() if r is not None]
+        union = None if len(known) < len(relevant) else set[str]().union(*known)
         digests = tensor_digests(module_weights(named, union))
         return {
             n: tuple(digests[id(t)] for t in module_weights(named, r)) for n, r in relevant.items()

@@ -17,6 +17,7 @@ from .capture import capture
 from .errors import LayerScopeError
 from .nested import first_tensor
 from .preprocess import Preprocess, prepare_image
+from .reduce import Aggregate
 from .spatial import spatial_maps
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ class Comparison:
 
 
 def _map(
-    model: nn.Module, x: torch.Tensor, module: str, channel: int | None, how: str
+    model: nn.Module, x: torch.Tensor, module: str, channel: int | None, how: Aggregate
 ) -> np.ndarray:
     out = first_tensor(capture(model, x, [module])[module])
     maps = spatial_maps(out)[0] if out is not None else None
@@ -89,7 +90,7 @@ def _map(
         raise LayerScopeError(f"{module} has no spatial map to compare (output {type(out)})")
     if channel is not None:
         return reduce.channel_map(maps, channel)
-    return reduce.aggregate(maps, how)  # type: ignore[arg-type]
+    return reduce.aggregate(maps, how)
 
 
 def _what(channel: int | None, how: str) -> str:
@@ -104,7 +105,7 @@ def compare_images(
     *,
     preprocess: Preprocess | Callable[[Any], Any] | None = None,
     channel: int | None = None,
-    aggregate: str = "mean",
+    aggregate: Aggregate = "mean",
     labels: tuple[str, str] = ("image A", "image B"),
 ) -> Comparison:
     """``module``'s map for two images through the same model and preprocessing."""
@@ -128,7 +129,7 @@ def compare_models(
     *,
     preprocess: Preprocess | Callable[[Any], Any] | None = None,
     channel: int | None = None,
-    aggregate: str = "mean",
+    aggregate: Aggregate = "mean",
     labels: tuple[str, str] = ("model A", "model B"),
 ) -> Comparison:
     """``module``'s map for one image through two models of the same architecture."""

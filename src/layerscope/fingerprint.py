@@ -57,7 +57,7 @@ def _cpu_bytes(t: torch.Tensor) -> memoryview:
     if data.is_complex():
         data = torch.view_as_real(data)
     data = data.view(_INT_VIEW[data.element_size()]) if data.element_size() in _INT_VIEW else data
-    return memoryview(data.numpy()).cast("B")
+    return data.numpy().data.cast("B")
 
 
 def tensor_digest(t: torch.Tensor) -> bytes:

@@ -86,7 +86,7 @@ def grad_cam(
     region: torch.Tensor | None = None,
     call: int = 0,
     layout: Layout | None = None,
-) -> GradCam:
+) -> GradCam | BatchGradCam:
     """Grad-CAM of ``target_class`` at ``module`` (its ``call``-th call).
 
     ``region``: an (h, w) boolean mask over the class map's pixels; the score is summed there
@@ -176,6 +176,7 @@ def _one(
     """Image ``row``'s CAM, activation and gradient maps (C, H, W), and channel weights."""
     a = spatial_maps(activation.detach()[row : row + 1], 0, layout)[0]
     g = spatial_maps(gradient.detach()[row : row + 1], 0, layout)[0]
+    assert a is not None and g is not None  # kept only when it has maps (grad_cams' hook)
     weights = g.float().mean(dim=(1, 2))
     return torch.relu((weights[:, None, None] * a.float()).sum(0)), a, g, weights
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -35,6 +35,16 @@ def sample_image(name: str = "astronaut") -> Path:
     if name not in SAMPLE_IMAGES:
         raise ImageError(f"no sample image {name!r}; choose one of {sorted(SAMPLE_IMAGES)}")
     return Path(str(resources.files("layerscope") / "data" / SAMPLE_IMAGES[name]))
+
+
+class GeometryJson(TypedDict):
+    """:meth:`Geometry.to_json`, the widget's ``GeometryPayload``."""
+
+    image_size: list[int]
+    input_size: list[int]
+    scale: list[float]
+    offset: list[float]
+    source_size: list[int] | None
 
 
 @dataclass(frozen=True)
@@ -126,8 +136,11 @@ class Geometry:
         h, w = self.image_size
         return (max(0.0, y0), max(0.0, x0), min(float(h), y1), min(float(w), x1))
 
-    def to_json(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+    def to_json(self) -> GeometryJson:
+        source = self.source_size
+        return {"image_size": list(self.image_size), "input_size": list(self.input_size),
+                "scale": list(self.scale), "offset": list(self.offset),
+                "source_size": None if source is None else list(source)}  # fmt: skip
 
 
 def load_image(source: Any, *, max_side: int = DEFAULT_MAX_SIDE) -> Image.Image:

@@ -161,6 +161,8 @@ def _from_file(model: nn.Module, path: Path) -> nn.Module:
     if getattr(model, "aux_classifier", None) is not None and not any(
         k.startswith("aux_classifier.") for k in state
     ):
+        # Dropped as torchvision does without aux weights; Module.__setattr__'s stub takes only
+        # a Tensor or a Module, so None (which torch accepts) needs the ignore.
         model.aux_classifier = None  # type: ignore[assignment]
     try:
         result = model.load_state_dict(state, strict=False)

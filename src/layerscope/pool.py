@@ -60,7 +60,7 @@ if not REUSE_AVAILABLE:
 
 
 def _idle(buf: torch.Tensor) -> bool:
-    use_count = torch._C._storage_Use_Count  # type: ignore[attr-defined]
+    use_count = torch._C._storage_Use_Count
     return _IDLE_COUNT is not None and use_count(buf.untyped_storage()._cdata) <= _IDLE_COUNT
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 from torch import nn
@@ -29,6 +29,14 @@ class Axis:
 
     def union(self, other: Axis) -> Axis:
         return Axis(min(self.lo, other.lo), max(self.hi, other.hi), max(self.jump, other.jump))
+
+
+class FieldJson(TypedDict):
+    """:meth:`ReceptiveField.to_json`, the widget's ``FieldPayload``."""
+
+    size: list[float]
+    stride: list[float]
+    padding: list[float]
 
 
 @dataclass(frozen=True)
@@ -47,7 +55,7 @@ class ReceptiveField:
         x0 = col * self.stride[1] - self.padding[1]
         return (y0, x0, y0 + self.size[0], x0 + self.size[1])
 
-    def to_json(self) -> dict[str, list[float]]:
+    def to_json(self) -> FieldJson:
         return {"size": list(self.size), "stride": list(self.stride), "padding": list(self.padding)}
 
     @classmethod
@@ -70,10 +78,13 @@ def _pair(v: Any) -> tuple[int, int]:
 
 def window(f: Field, kernel: Any, stride: Any, padding: Any, dilation: Any = 1) -> Field:
     k, s, p, d = _pair(kernel), _pair(stride), _pair(padding), _pair(dilation)
-    return tuple(  # type: ignore[return-value]
-        Axis(a.lo - p[i] * a.jump, a.hi + (-p[i] + (k[i] - 1) * d[i]) * a.jump, a.jump * s[i])
-        for i, a in enumerate(f)
-    )
+
+    def one(a: Axis, i: int) -> Axis:
+        return Axis(
+            a.lo - p[i] * a.jump, a.hi + (-p[i] + (k[i] - 1) * d[i]) * a.jump, a.jump * s[i]
+        )
+
+    return (one(f[0], 0), one(f[1], 1))
 
 
 def adaptive(f: Field, n_in: tuple[int, int], n_out: tuple[int, int]) -> Field:
@@ -81,7 +92,7 @@ def adaptive(f: Field, n_in: tuple[int, int], n_out: tuple[int, int]) -> Field:
     for a, ni, no in zip(f, n_in, n_out):
         span = math.ceil(ni / no)  # unit 0 pools input units [0, ceil(n_in / n_out))
         out.append(Axis(a.lo, a.hi + (span - 1) * a.jump, a.jump * ni / no))
-    return tuple(out)  # type: ignore[return-value]
+    return (out[0], out[1])
 
 
 def resize(f: Field, n_in: tuple[int, int], n_out: tuple[int, int], align: bool) -> Field:
@@ -92,7 +103,7 @@ def resize(f: Field, n_in: tuple[int, int], n_out: tuple[int, int], align: bool)
         first = math.floor(c)
         last = min(ni - 1, math.ceil(c)) if ni > 1 else 0
         out.append(Axis(a.lo + first * a.jump, a.hi + last * a.jump, a.jump * ratio))
-    return tuple(out)  # type: ignore[return-value]
+    return (out[0], out[1])
 
 
 def receptive_fields(model: nn.Module, inputs: torch.Tensor) -> dict[str, ReceptiveField]:

@@ -104,14 +104,20 @@ def record(
 
         return hook
 
-    def tick(_module: nn.Module, _args: Any, _out: Any) -> None:
-        done[0] += 1
-        progress(done[0], total)  # type: ignore[misc]
+    ticks: list[Hook] = []
+    if progress is not None:
+        report_progress = progress
+
+        def tick(_module: nn.Module, _args: Any, _out: Any) -> None:
+            done[0] += 1
+            report_progress(done[0], total)
+
+        ticks = [tick]
 
     # On each module in this order: progress, learning, then the copy (which may stop it all).
     forward: dict[str, list[Hook]] = {n: [] for n in named}
     for n in named:
-        forward[n] += [tick] if progress is not None else []
+        forward[n] += ticks
         forward[n] += [study(n)] if learn else []
     for n in todo:
         forward[n].append(keep(n))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypedDict
 
 import numpy as np
 import torch
@@ -33,6 +33,21 @@ __all__ = [
 Aggregate = Literal["mean", "max", "l2"]
 
 
+class StatsJson(TypedDict):
+    """:meth:`Stats.to_json`: what the widget sends as its ``StatsPayload`` (the type checker
+    holds the two to the same keys and types)."""
+
+    mean: float
+    std: float
+    min: float
+    max: float
+    zero_fraction: float
+    count: int
+    nan: int
+    posinf: int
+    neginf: int
+
+
 @dataclass(frozen=True)
 class Stats:
     """Mean, std, min, max and fraction of exact zeros over the ``count`` finite values; how
@@ -48,8 +63,10 @@ class Stats:
     posinf: int = 0
     neginf: int = 0
 
-    def to_json(self) -> dict[str, float | int]:
-        return dict(self.__dict__)
+    def to_json(self) -> StatsJson:
+        return {"mean": self.mean, "std": self.std, "min": self.min, "max": self.max,
+                "zero_fraction": self.zero_fraction, "count": self.count, "nan": self.nan,
+                "posinf": self.posinf, "neginf": self.neginf}  # fmt: skip
 
 
 def _f32(t: torch.Tensor) -> torch.Tensor:
@@ -138,8 +155,8 @@ def stats(t: torch.Tensor) -> Stats:
     low, high = torch.aminmax(v)
     zeros = (v == 0).sum() / v.numel()
     # One transfer for all five numbers.
-    packed = torch.stack([v.mean(), std, low, high, zeros]).cpu().tolist()
-    return Stats(*packed, count=v.numel(), nan=nan, posinf=posinf, neginf=neginf)
+    mean, sd, lo, hi, zf = torch.stack([v.mean(), std, low, high, zeros]).cpu().tolist()
+    return Stats(mean, sd, lo, hi, zf, count=v.numel(), nan=nan, posinf=posinf, neginf=neginf)
 
 
 def value_at(maps: torch.Tensor, row: int, col: int) -> np.ndarray:

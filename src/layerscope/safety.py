@@ -47,7 +47,7 @@ def as_args(inputs: Any) -> tuple[Any, ...]:
 
 
 def _model_dtype_device(model: nn.Module) -> tuple[torch.dtype | None, torch.device | None]:
-    t = next(model.parameters(), None)
+    t: torch.Tensor | None = next(model.parameters(), None)
     if t is None:
         t = next(model.buffers(), None)
     return (t.dtype, t.device) if t is not None else (None, None)

@@ -11,15 +11,43 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal, TypedDict
 
 import torch
 
 from .errors import ArgumentError, OutOfRangeError
 
+if TYPE_CHECKING:
+    from .reduce import StatsJson
+
 __all__ = ["Layout", "spatial_maps", "LAYOUT_NAMES"]
 
 LAYOUT_NAMES = ("NCHW", "NHWC", "NLC", "NCL")
+
+
+Source = Literal["traced", "given", "assumed"]
+
+
+class LayoutJson(TypedDict):
+    """:meth:`Layout.to_json`, the widget's ``LayoutPayload``."""
+
+    name: Literal["NCHW", "NHWC", "NLC", "NCL"]
+    grid: list[int]
+    skip: int
+    source: Source
+
+
+class MapInfo(TypedDict, total=False):
+    """How :func:`spatial_maps` found the maps: the layout, or a video's frame, or the tokens
+    of a token grid (keys of the widget's ``LayerPayload``)."""
+
+    layout: LayoutJson
+    frames: int
+    frame: int
+    tokens: int
+    grid: list[int]
+    class_token: bool
+    class_token_stats: StatsJson
 
 
 @dataclass(frozen=True)
@@ -34,15 +62,15 @@ class Layout:
     cols: int | None
     grid: tuple[int, int]
     skip: int = 0
-    source: Literal["traced", "given", "assumed"] = "assumed"
+    source: Source = "assumed"
 
     @property
-    def name(self) -> str:
+    def name(self) -> Literal["NCHW", "NHWC", "NLC", "NCL"]:
         if self.cols is None:
             return "NLC" if self.rows < self.channels else "NCL"
         return "NCHW" if self.channels < self.rows else "NHWC"
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> LayoutJson:
         return {"name": self.name, "grid": list(self.grid), "skip": self.skip,
                 "source": self.source}  # fmt: skip
 
@@ -88,7 +116,7 @@ def _assumed(t: torch.Tensor) -> Layout | None:
 
 def spatial_maps(
     t: torch.Tensor, frame: int = 0, layout: Layout | None = None
-) -> tuple[torch.Tensor | None, dict[str, Any]]:
+) -> tuple[torch.Tensor | None, MapInfo]:
     """(C, H, W) maps of the first item of a batch, and how they were obtained; (None, {})
     for an output without a spatial grid. ``layout`` (traced or given) wins over the shape."""
     if layout is None and t.dim() == 5:  # (N, C, T, H, W)
@@ -99,14 +127,14 @@ def spatial_maps(
     layout = layout or _assumed(t)
     if layout is None or t.dim() <= max(layout.channels, layout.rows, layout.cols or 0):
         return None, {}
-    info: dict[str, Any] = {"layout": layout.to_json()}
+    info: MapInfo = {"layout": layout.to_json()}
     one = t[0]  # the batch dimension goes: every other dimension moves down by one
     c, r = layout.channels - 1, layout.rows - 1
     if layout.cols is not None:
         return one.permute(c, r, layout.cols - 1), info
     h, w = layout.grid
     tokens = one.movedim(r, 0)  # (tokens, C)
-    info.update(tokens=tokens.shape[0], grid=[h, w], class_token=layout.skip > 0)
+    info.update({"tokens": tokens.shape[0], "grid": [h, w], "class_token": layout.skip > 0})
     if layout.skip:
         from .reduce import stats  # analysis to analysis: statistics of the off-grid tokens
 

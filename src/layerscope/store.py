@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Hashable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,7 @@ DEFAULT_MEMORY_BUDGET = 2**30  # 1 GiB
 REDUCED_DTYPE = torch.bfloat16
 
 EntryKey = tuple[Hashable, Hashable]
+CallKey = tuple[Hashable, str]  # a module's calls: (the capture's group, the module's name)
 
 
 @dataclass
@@ -117,9 +119,9 @@ class ActivationStore:
 
     def plan(
         self,
-        items: list[tuple[EntryKey, int, int]],
+        items: list[tuple[CallKey, int, int]],
         *,
-        protected: set[EntryKey],
+        protected: set[CallKey],
         report: MemoryReport,
     ) -> None:
         """Decide precision and evictions for entries about to be filled, oldest first.
@@ -150,11 +152,11 @@ class ActivationStore:
 
     def add_call(
         self,
-        key: EntryKey,
+        key: CallKey,
         output: Any,
         *,
         storage: torch.device | None,
-        protected: set[EntryKey],
+        protected: set[CallKey],
         report: MemoryReport,
     ) -> None:
         """Copy one call's output into the entry ``key``, within the budget."""
@@ -293,7 +295,9 @@ class ActivationStore:
             entry.nbytes = 0
             self._release_buffers(entry)
 
-    def _make_room(self, need: int, keep: set[EntryKey], spare: list[int] | None = None) -> int:
+    def _make_room(
+        self, need: int, keep: AbstractSet[EntryKey], spare: list[int] | None = None
+    ) -> int:
         """Free idle buffers (but those of the ``spare`` sizes the copy reuses), then evict older
         entries, until ``need`` more bytes fit."""
         if self._fits(need, spare):
@@ -313,13 +317,13 @@ class ActivationStore:
         fresh = need - (self.pool.reusable(spare) if spare else 0)
         return self.held_bytes + fresh - self.budget_bytes
 
-    def _evict_running(self, need: int, among: set[EntryKey], spare: list[int]) -> list[str]:
+    def _evict_running(self, need: int, among: set[CallKey], spare: list[int]) -> list[str]:
         names = []
-        for key in list(self._entries):
+        for key in [k for k in self._entries if k in among]:  # oldest first
             if self._fits(need, spare):
                 break
             entry = self._entries[key]
-            if key in among and not entry.evicted and entry.calls:
+            if not entry.evicted and entry.calls:
                 self._drop(key)
                 self.pool.release(self._over(need, spare), spare)
                 self._entries[key] = _Entry(evicted=True)

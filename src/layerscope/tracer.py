@@ -122,7 +122,11 @@ class _Tracker(TorchFunctionMode):
     def set(self, t: torch.Tensor, grid: Grid) -> None:
         key = id(t)
         self.lost.pop(key, None)
-        self.grids[key] = (weakref.ref(t, lambda _r, key=key: self.grids.pop(key, None)), grid)
+
+        def forget(_r: weakref.ref[torch.Tensor]) -> None:
+            self.grids.pop(key, None)
+
+        self.grids[key] = (weakref.ref(t, forget), grid)
 
     def get(self, t: Any) -> Grid | None:
         if not isinstance(t, torch.Tensor):
@@ -133,7 +137,11 @@ class _Tracker(TorchFunctionMode):
     def _lose(self, t: torch.Tensor) -> None:
         key = id(t)
         self.grids.pop(key, None)
-        self.lost[key] = weakref.ref(t, lambda _r, key=key: self.lost.pop(key, None))
+
+        def forget(_r: weakref.ref[torch.Tensor]) -> None:
+            self.lost.pop(key, None)
+
+        self.lost[key] = weakref.ref(t, forget)
 
     def _is_lost(self, t: torch.Tensor) -> bool:
         ref = self.lost.get(id(t))
@@ -162,21 +170,21 @@ class _Tracker(TorchFunctionMode):
 
     def _rule(self, name: str, args: Any, kwargs: dict[str, Any], o: torch.Tensor,
               traced: list[tuple[torch.Tensor, Grid]], lost: bool) -> Grid | None:  # fmt: skip
-        x = args[0] if args else kwargs.get("input")
+        x: Any = args[0] if args else kwargs.get("input")  # a tensor whenever it has a grid
         gx = self.get(x)
         arg = _Args(args, kwargs)
-        nchw = gx is not None and (gx.rows, gx.cols) == (2, 3) and o.dim() == 4
-        size = tuple(o.shape[-2:]) if o.dim() >= 2 else None
+        nchw = gx if gx is not None and (gx.rows, gx.cols) == (2, 3) and o.dim() == 4 else None
+        size = (o.shape[-2], o.shape[-1]) if o.dim() >= 2 else (0, 0)  # read when nchw only
         if name in ("conv2d", "max_pool2d", "max_pool2d_with_indices", "avg_pool2d") and nchw:
-            f = _window_of(name, arg, x, gx.field)
-            return Grid(2, 3, size, field=f)  # type: ignore[arg-type]
+            f = _window_of(name, arg, x, nchw.field)
+            return Grid(2, 3, size, field=f)
         if nchw and name.startswith("adaptive_") and name.endswith("pool2d"):
-            f = adaptive(gx.field, tuple(x.shape[-2:]), size) if gx.field else None
-            return Grid(2, 3, size, field=f)  # type: ignore[arg-type]
+            f = adaptive(nchw.field, (x.shape[-2], x.shape[-1]), size) if nchw.field else None
+            return Grid(2, 3, size, field=f)
         if nchw and name in ("interpolate", "upsample", "upsample_bilinear2d"):
             align = bool(arg(4, "align_corners", False))
-            f = resize(gx.field, tuple(x.shape[-2:]), size, align) if gx.field else None
-            return Grid(2, 3, size, field=f)  # type: ignore[arg-type]
+            f = resize(nchw.field, (x.shape[-2], x.shape[-1]), size, align) if nchw.field else None
+            return Grid(2, 3, size, field=f)
         if gx is not None and name in ("permute", "transpose", "swapaxes", "movedim"):
             order = _order(name, args, kwargs, x.dim())
             at = {old: new for new, old in enumerate(order)}
@@ -266,7 +274,7 @@ def _indexed(g: Grid, x: torch.Tensor, index: Any, o: torch.Tensor) -> Grid | No
             moved = Axis(a.lo + start * a.jump, a.hi + start * a.jump, a.jump * step)
             f = (moved, f[1]) if axis == 0 else (f[0], moved)
     cols = None if g.cols is None else shift[g.cols]
-    size = g.size if g.cols is None else (o.shape[shift[g.rows]], o.shape[cols])
+    size = g.size if cols is None else (o.shape[shift[g.rows]], o.shape[cols])
     return Grid(shift[g.rows], cols, size, skip, f)
 
 
@@ -320,10 +328,11 @@ def _pointwise(name: str, args: Any, kwargs: dict[str, Any], o: torch.Tensor,
 
 
 def _union(fields: list[Field | None]) -> Field | None:
-    if not fields or any(f is None for f in fields):
+    known = [f for f in fields if f is not None]
+    if not fields or len(known) < len(fields):
         return None
-    ay, ax = fields[0]  # type: ignore[misc]
-    for fy, fx in fields[1:]:  # type: ignore[misc]
+    ay, ax = known[0]
+    for fy, fx in known[1:]:
         ay, ax = ay.union(fy), ax.union(fx)
     return (ay, ax)
 
@@ -355,7 +364,8 @@ class ForwardTracer:
     def __enter__(self) -> ForwardTracer:
         if self.inputs.dim() == 4:
             start = (Axis(0, 0, 1), Axis(0, 0, 1))
-            self._tracker.set(self.inputs, Grid(2, 3, tuple(self.inputs.shape[-2:]), 0, start))
+            size = (self.inputs.shape[-2], self.inputs.shape[-1])
+            self._tracker.set(self.inputs, Grid(2, 3, size, 0, start))
         seen: set[str] = set()
 
         def hook(name: str) -> Callable[..., None]:

@@ -3,14 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 from torch import nn
 
 from .activations import Activations
-from .receptive import ReceptiveField
+from .receptive import FieldJson, ReceptiveField
 
 __all__ = ["module_tree"]
+
+
+class ModuleNode(TypedDict):
+    """One node of :func:`module_tree` (the widget's ``TreeNode``)."""
+
+    id: str
+    name: str
+    cls: str
+    parent: str | None
+    children: list[str]
+    depth: int
+    params: int
+    total_params: int
+    shape: Any
+    calls: int | None
+    rf: FieldJson | None
 
 
 def module_tree(
@@ -20,7 +36,7 @@ def module_tree(
     call_counts: Mapping[str, int] | None = None,
     shapes: Mapping[str, Any] | None = None,
     receptive: Mapping[str, ReceptiveField] | None = None,
-) -> list[dict[str, Any]]:
+) -> list[ModuleNode]:
     """One node per module of ``model.named_modules()``, in pre-order (parents first).
 
     Each node: ``id`` (qualified name, ``""`` for the model), ``name`` (last part), ``cls``,
@@ -34,12 +50,12 @@ def module_tree(
     counts = dict(call_counts or {})
     if acts is not None:
         counts.update({k: v for k, v in acts.call_counts().items() if k not in counts})
-    nodes: list[dict[str, Any]] = []
-    index: dict[str, dict[str, Any]] = {}
+    nodes: list[ModuleNode] = []
+    index: dict[str, ModuleNode] = {}
     for name, module in model.named_modules():
         parent = name.rpartition(".")[0] if name else None
         own = sum(p.numel() for p in module.parameters(recurse=False))
-        node = {
+        node: ModuleNode = {
             "id": name,
             "name": name.rpartition(".")[2] if name else type(model).__name__,
             "cls": type(module).__name__,

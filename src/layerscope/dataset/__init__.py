@@ -116,14 +116,20 @@ def sweep(
             result.save(path)
 
     job = (model, sources, names, result.states, todo)
-    common = {"preprocess": pre, "batch_size": batch_size, "device": dev, "done": done}
     try:
         if engine == "ray":
             from .ray_engine import run_ray
 
-            run_ray(*job, **common)
+            run_ray(*job, preprocess=pre, batch_size=batch_size, device=dev, done=done)
         else:
-            run_local(*job, num_workers=num_workers, **common)
+            run_local(
+                *job,
+                num_workers=num_workers,
+                preprocess=pre,
+                batch_size=batch_size,
+                device=dev,
+                done=done,
+            )
     finally:
         bar(None)
         if device is not None and home is not None:

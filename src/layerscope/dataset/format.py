@@ -190,7 +190,7 @@ def load_sweep(
         fields,
         set(tensors["processed"].tolist()),
         header.get("preprocess_args"),
-    )  # type: ignore[arg-type]
+    )
     sweep.digests = {int(i): d for i, d in header.get("digests", {}).items()}
     if images is not None:
         sources = open_sources(images)

@@ -44,15 +44,15 @@ def _identify(obj: Any, depth: int, seen: set[int]) -> str | None:
     seen = seen | {id(obj)}
     if isinstance(obj, (list, tuple, set, frozenset)):
         items = sorted(obj, key=repr) if isinstance(obj, (set, frozenset)) else obj
-        parts = [_identify(v, depth - 1, seen) for v in items]
-        return None if None in parts else f"{type(obj).__name__}({', '.join(parts)})"  # type: ignore[arg-type]
+        parts = _known([_identify(v, depth - 1, seen) for v in items])
+        return None if parts is None else f"{type(obj).__name__}({', '.join(parts)})"
     if isinstance(obj, dict):
         pairs = [
             (_identify(k, depth - 1, seen), _identify(v, depth - 1, seen)) for k, v in obj.items()
         ]
         if any(k is None or v is None for k, v in pairs):
             return None
-        return "dict(" + ", ".join(f"{k}: {v}" for k, v in sorted(pairs)) + ")"  # type: ignore[type-var]
+        return "dict(" + ", ".join(f"{k}: {v}" for k, v in sorted(pairs)) + ")"
     if isinstance(obj, torch.Tensor):
         return f"tensor{tuple(obj.shape)}{obj.dtype}#{_tensor_digest(obj)}"
     if isinstance(obj, np.ndarray):
@@ -70,9 +70,15 @@ def _identify(obj: Any, depth: int, seen: set[int]) -> str | None:
     if isinstance(obj, types.BuiltinFunctionType):
         return f"builtin {getattr(obj, '__module__', '')}.{obj.__qualname__}"
     if isinstance(obj, functools.partial):
-        parts = [_identify(v, depth - 1, seen) for v in (obj.func, obj.args, obj.keywords)]
-        return None if None in parts else f"partial({', '.join(parts)})"  # type: ignore[arg-type]
+        parts = _known([_identify(v, depth - 1, seen) for v in (obj.func, obj.args, obj.keywords)])
+        return None if parts is None else f"partial({', '.join(parts)})"
     return _instance(obj, depth, seen)
+
+
+def _known(parts: list[str | None]) -> list[str] | None:
+    """``parts``, or None when one of them has no stable identity."""
+    known = [p for p in parts if p is not None]
+    return known if len(known) == len(parts) else None
 
 
 def _function(fn: types.FunctionType, depth: int, seen: set[int]) -> str | None:
@@ -81,12 +87,15 @@ def _function(fn: types.FunctionType, depth: int, seen: set[int]) -> str | None:
     code = fn.__code__
     reads = {n: fn.__globals__[n] for n in _names(code) if n in fn.__globals__}
     closure = [c.cell_contents for c in fn.__closure__ or () if _filled(c)]
-    parts = [
-        _identify(v, depth - 1, seen) for v in (fn.__defaults__, fn.__kwdefaults__, closure, reads)
-    ]
-    if None in parts:
+    parts = _known(
+        [
+            _identify(v, depth - 1, seen)
+            for v in (fn.__defaults__, fn.__kwdefaults__, closure, reads)
+        ]
+    )
+    if parts is None:
         return None
-    return f"function {fn.__module__}.{fn.__qualname__} {_code(code)} {' '.join(parts)}"  # type: ignore[arg-type]
+    return f"function {fn.__module__}.{fn.__qualname__} {_code(code)} {' '.join(parts)}"
 
 
 def _installed(module: str | None) -> bool:
@@ -138,10 +147,10 @@ def _instance(obj: Any, depth: int, seen: set[int]) -> str | None:
         values = dict(vars(obj))
     else:
         return None
-    parts = [_identify(v, depth - 1, seen) for v in (values, call)]
-    if None in parts:
+    parts = _known([_identify(v, depth - 1, seen) for v in (values, call)])
+    if parts is None:
         return None
-    return f"object {kind.__module__}.{kind.__qualname__} {' '.join(parts)}"  # type: ignore[arg-type]
+    return f"object {kind.__module__}.{kind.__qualname__} {' '.join(parts)}"
 
 
 def _tensor_digest(t: torch.Tensor) -> str:

@@ -11,7 +11,6 @@ initialised with ``ray.init``), else starts a local one. ``pip install layerscop
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -19,7 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import LayerScopeError
-from .local import forward_by_shape
+from .local import Done, forward_by_shape
 from .ship import driver_only_modules, missing_module_error, pickled_by_value
 from .sources import Sources
 from .topk import ChannelTopK
@@ -90,7 +89,7 @@ def run_ray(
     preprocess: Any,
     batch_size: int,
     device: torch.device,
-    done: Callable[[list[int], list[tuple[int, str]], Any], None],
+    done: Done,
     actors: int | None = None,
 ) -> None:
     try:
@@ -114,7 +113,7 @@ def run_ray(
     cpu_model = model.to("cpu") if device.type != "cpu" else model
     try:
         with pickled_by_value(shipped):
-            ds = ray.data.from_items([{"index": i} for i in todo])
+            ds: ray.data.Dataset = ray.data.from_items([{"index": i} for i in todo])
             ds = ds.map(_Decode(sources, preprocess))
             ds = ds.map_batches(
                 _Reduce,

@@ -71,7 +71,7 @@ def open_sources(images: Any) -> Sources:
             return Sources("paths", [str(root)], [root])
         raise LayerScopeError(f"no folder or file at {str(root)!r}")
     if isinstance(images, torch.utils.data.Dataset) and hasattr(images, "__len__"):
-        n = len(images)  # type: ignore[arg-type]
+        n = len(images)
         return Sources("dataset", [f"dataset[{i}]" for i in range(n)], images)
     if isinstance(images, torch.Tensor):
         raise LayerScopeError(

@@ -83,8 +83,9 @@ class ChannelTopK:
             raise ValueError(f"{other.channels} channels do not merge with {self.channels}")
         assert other.total is not None and other.count is not None
         assert other.peak is not None and other.zeros is not None
+        assert other.ids is not None and other.rows is not None and other.cols is not None
         self._add_stats(other.total, other.count, other.peak, other.zeros)
-        self._keep(_Candidates(other.scores, other.ids, other.rows, other.cols))  # type: ignore[arg-type]
+        self._keep(_Candidates(other.scores, other.ids, other.rows, other.cols))
 
     def to(self, device: str | torch.device) -> ChannelTopK:
         moved = {f: getattr(self, f) for f in STATE_FIELDS}
@@ -106,13 +107,14 @@ class ChannelTopK:
 
     def _keep(self, new: _Candidates) -> None:
         if self.scores is not None:
+            assert self.ids is not None and self.rows is not None and self.cols is not None
             device = self.scores.device
             new = _Candidates(
                 *(
                     torch.cat([old, n.to(device)], 1)
                     for old, n in zip((self.scores, self.ids, self.rows, self.cols), new)
                 )
-            )  # type: ignore[arg-type]
+            )
         # Best score first, the lower image index first among equal scores: two stable sorts.
         by_id = torch.argsort(new.ids, dim=1, stable=True)
         scores = new.scores.gather(1, by_id)

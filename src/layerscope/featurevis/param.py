@@ -48,7 +48,8 @@ def natural_magnitude(h: int, w: int) -> torch.Tensor:
 
     mags = []
     for name in SAMPLE_IMAGES:
-        img = Image.open(sample_image(name)).convert("RGB").resize((w, h), Image.BILINEAR)
+        img = Image.open(sample_image(name)).convert("RGB")
+        img = img.resize((w, h), Image.Resampling.BILINEAR)
         t = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
         t = (t - t.mean()) / t.std()
         mags.append(torch.fft.rfft2(t, norm="ortho").abs())
@@ -58,6 +59,9 @@ def natural_magnitude(h: int, w: int) -> torch.Tensor:
 class ImageParam(torch.nn.Module):
     """``n`` images of ``h`` x ``w`` made from parameters; calling it gives (n, 3, h, w) in
     [0, 1]. ``generator`` seeds the start."""
+
+    scale: torch.Tensor  # buffers (register_buffer), declared for the type checker
+    magnitude: torch.Tensor
 
     def __init__(
         self,

@@ -18,7 +18,7 @@ __all__ = ["AGGREGATES", "AGGREGATE_LABELS", "OVERLAYS", "DTYPES", "COLORSCALES"
 _CONTRACT: dict[str, Any] = json.loads(
     (resources.files("layerscope.widget") / "contract.json").read_text(encoding="utf-8")
 )
-AGGREGATES: tuple[str, ...] = tuple(_CONTRACT["aggregates"])
+AGGREGATES: tuple[Aggregate, ...] = tuple(_CONTRACT["aggregates"])  # checked below
 AGGREGATE_LABELS: dict[str, str] = dict(_CONTRACT["aggregate_labels"])
 OVERLAYS: tuple[str, ...] = tuple(_CONTRACT["overlays"])
 DTYPES: tuple[str, ...] = tuple(_CONTRACT["dtypes"])

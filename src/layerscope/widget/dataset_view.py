@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..dataset import Sweep
+from ..dataset.result import Example
 from ..errors import LayerScopeError
 from .schema import DatasetPayload, ExamplePayload, UnitMarkPayload, array_buffer
 
@@ -30,7 +31,9 @@ class CropCache:
         self._items: OrderedDict[tuple[Any, ...], tuple[bytes, list[int]]] = OrderedDict()
         self._sweep: weakref.ref[Sweep] | None = None
 
-    def get(self, sweep: Sweep, module: str, index: int, location: tuple[int, int]) -> Any:
+    def get(
+        self, sweep: Sweep, module: str, index: int, location: tuple[int, int]
+    ) -> tuple[bytes, list[int]]:
         if self._sweep is None or self._sweep() is not sweep:  # not by id: ids are reused
             self._items.clear()
             self._sweep = weakref.ref(sweep)
@@ -102,7 +105,7 @@ def unit_mark(
             "cell": scaled(cell), "field": scaled(field)}  # fmt: skip
 
 
-def example(sweep: Sweep, module: str, channel: int, rank: int) -> Any:
+def example(sweep: Sweep, module: str, channel: int, rank: int) -> Example:
     """Example ``rank`` (0: the best) of ``module``'s ``channel``, with a clear error."""
     top = sweep.top(module, channel)
     if not 0 <= rank < len(top):

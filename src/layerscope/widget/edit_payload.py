@@ -4,12 +4,12 @@ channel importance."""
 from __future__ import annotations
 
 import io
-from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
+from ..importance import ChannelImportance
 from .payload import class_label, hex_color, palette
 from .schema import AblationPayload, ImportancePayload
 
@@ -25,12 +25,14 @@ def ablation_payload(
 ) -> AblationPayload:
     """Segmentation: ``before`` and ``after`` are (H, W) class indices of the input's pixels.
     Classification: (K,) class scores."""
-    out: AblationPayload = {"ablations": {k: list(v) for k, v in ablations.items()}}
+    out: AblationPayload = {
+        "ablations": {k: list(v) for k, v in ablations.items()},
+        "kind": "classification" if before.dim() == 1 else "segmentation",
+    }
     if before.dim() == 1:
         n = min(5, before.numel())
         tops = [*torch.topk(before, n).indices.tolist(), *torch.topk(after, n).indices.tolist()]
         union = sorted(dict.fromkeys(tops), key=lambda i: -float(after[i]))
-        out["kind"] = "classification"
         out["scores"] = [
             {"index": i, "label": class_label(class_names, i),
              "before": float(before[i]), "after": float(after[i])}
@@ -44,7 +46,6 @@ def ablation_payload(
     rgba = np.zeros((*a.shape, 4), np.uint8)
     rgba[..., :3] = colors[a.numpy()]
     rgba[..., 3] = np.where(changed.numpy(), 255, 0)
-    out["kind"] = "segmentation"
     out["mask_png"] = _png(Image.fromarray(a.to(torch.uint8).numpy(), mode="L"), (w, h), colors)
     out["changed_png"] = _png(Image.fromarray(rgba, mode="RGBA"), (w, h), None)
     out["changed_pixels"] = int(changed.sum())
@@ -77,7 +78,9 @@ def _png(image: Image.Image, size: tuple[int, int], palette: np.ndarray | None) 
     return buf.getvalue()
 
 
-def importance_payload(result: Any, name: str, call: int, top: int = 32) -> ImportancePayload:
+def importance_payload(
+    result: ChannelImportance, name: str, call: int, top: int = 32
+) -> ImportancePayload:
     """The ``top`` channels by estimated effect, with the exact effect where it was measured."""
     chans = [int(c) for c in result.order[:top]]
     rho = result.rank_correlation

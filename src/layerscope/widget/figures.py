@@ -5,7 +5,7 @@ explicit stops, the same the browser uses."""
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import plotly.graph_objects as go
@@ -16,6 +16,8 @@ from .contract import colorscale_stops
 from .dataset_figure import dataset_figure
 from .schema import decode_array
 from .viewstate import ViewState
+
+_T = TypeVar("_T")
 
 __all__ = ["build_figure", "VIEWS", "views_for"]
 
@@ -42,11 +44,15 @@ _PER_KIND = {
 
 def views_for(view: ViewState) -> tuple[str, ...]:
     """The views that have something to show for the view-state's module."""
-    kind = (view.layer or {}).get("kind", "")
+    kind: str = view.layer["kind"] if view.layer else ""
     extra = ("importance",) if view.importance else ()
     if view.dataset and "examples" in view.dataset:
         extra = (*extra, "dataset")
     return (*_PER_KIND.get(kind, ()), *extra)
+
+
+def _two(v: list[_T]) -> tuple[_T, _T]:
+    return (v[0], v[1])
 
 
 def _layout(fig: go.Figure, title: str) -> go.Figure:
@@ -130,10 +136,10 @@ def _histogram(view: ViewState, layer: dict[str, Any]) -> go.Figure:
     if "histogram" not in layer:
         raise NotReadyError("no hooked module to show: hook one first")
     fig = go.Figure()
-    ch = view.channel or {}
+    ch = view.channel
     for label, hist in (
         ("whole layer", layer["histogram"]),
-        (f"channel {ch.get('channel')}", ch.get("histogram")),
+        (f"channel {ch['channel'] if ch else None}", ch["histogram"] if ch else None),
     ):
         if hist:
             counts, edges = np.asarray(hist["counts"], float), np.asarray(hist["edges"])
@@ -237,8 +243,8 @@ def _image_figure(view: ViewState, title: str) -> go.Figure:
     fig.update_xaxes(range=[0, w], visible=False)
     fig.update_yaxes(range=[h, 0], visible=False, scaleanchor="x")
     if view.unit:  # a dataset example's unit: its cell (solid) and receptive field (dashed)
-        for key, colour, dash in (("cell", "#00e5ff", "solid"), ("field", "#00e5ff", "dash")):
-            y0, x0, y1, x1 = view.unit[key]  # type: ignore[literal-required]
+        colour = "#00e5ff"
+        for (y0, x0, y1, x1), dash in ((view.unit["cell"], "solid"), (view.unit["field"], "dash")):
             fig.add_shape(type="rect", x0=x0, y0=y0, x1=x1, y1=y1,
                           line=dict(color=colour, width=2, dash=dash))  # fmt: skip
     return _layout(fig, title)
@@ -250,8 +256,8 @@ def _add_overlay(
     """A pooled map over the photo: each cell placed on its footprint in image pixels."""
     g = view.scene.geometry
     geometry = Geometry(
-        tuple(g["image_size"]), tuple(g["input_size"]), tuple(g["scale"]), tuple(g["offset"])
-    )  # type: ignore[arg-type]
+        _two(g["image_size"]), _two(g["input_size"]), _two(g["scale"]), _two(g["offset"])
+    )
     p = geometry.overlay_placement((size[0], size[1]), pool)
     fig.add_heatmap(
         z=z,

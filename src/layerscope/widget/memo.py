@@ -13,13 +13,14 @@ from __future__ import annotations
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 from ..nested import iter_tensors
 
 _Stamp = list[tuple["weakref.ref[torch.Tensor]", int]]
+_P = TypeVar("_P")
 
 
 def _stamp(output: Any) -> _Stamp | None:
@@ -50,9 +51,9 @@ class PayloadMemo:
         self._items.move_to_end(key)
         return item[1]
 
-    def get_or_make(self, key: Hashable, output: Any, make: Callable[[], Any]) -> Any:
+    def get_or_make(self, key: Hashable, output: Any, make: Callable[[], _P]) -> _P:
         """The payload kept for ``key`` and these very tensors, else ``make()`` (kept)."""
-        payload = self.get(key, output)
+        payload: _P | None = self.get(key, output)
         if payload is None:
             payload = make()
             self.put(key, output, payload)

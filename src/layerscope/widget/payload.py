@@ -24,6 +24,7 @@ from .schema import (
     GradcamPayload,
     ImagePayload,
     LayerPayload,
+    LegendEntry,
     PredictionPayload,
     SegmentationPayload,
     array_buffer,
@@ -111,13 +112,13 @@ def layer_payload(
     base["shape"] = list(t.shape)
     counts, edges = reduce.histogram(t, bins)
     base["histogram"] = {"counts": counts.tolist(), "edges": edges.tolist()}
-    base["stats"] = reduce.stats(t).to_json()  # type: ignore[typeddict-item]
-    base["rf"] = rf.to_json() if rf is not None else None  # type: ignore[typeddict-item]
+    base["stats"] = reduce.stats(t).to_json()
+    base["rf"] = rf.to_json() if rf is not None else None
     if not (t.is_floating_point() or t.is_complex()):
         base["kind"] = "values"
         return base
     maps, info = spatial_maps(t, frame, layout)
-    base.update(info)  # type: ignore[typeddict-item]
+    base = {**base, **info}
     if maps is None or maps.shape[-1] * maps.shape[-2] < 2:
         # (K,), (N, K) or (N, K, 1, 1): one value per channel or class
         flat = t.dim() == 1 or (t.dim() >= 2 and all(d == 1 for d in t.shape[2:]))
@@ -125,8 +126,8 @@ def layer_payload(
         if vector is None:
             base["kind"] = "values"
             return base
-        return {**base, **vector_payload(vector, topk, class_names)}  # type: ignore[typeddict-item]
-    base.update(_maps_payload(maps, topk))  # type: ignore[typeddict-item]
+        return {**base, **vector_payload(vector, topk, class_names)}
+    _add_maps(base, maps, topk)
     return base
 
 
@@ -151,7 +152,7 @@ def vector_payload(v: torch.Tensor, topk: int, class_names: list[str] | None) ->
     return out
 
 
-def _maps_payload(maps: torch.Tensor, topk: int) -> dict[str, Any]:
+def _add_maps(base: LayerPayload, maps: torch.Tensor, topk: int) -> None:
     """Aggregates over channels, in the contract's order and named, and the top-k channels as
     8-bit tiles (each rescaled over its finite values; a non-finite cell becomes 0)."""
     c, h, w = maps.shape
@@ -159,7 +160,7 @@ def _maps_payload(maps: torch.Tensor, topk: int) -> dict[str, Any]:
     pooled = reduce.pool_mean(maps, f)
     aggregates = np.stack(
         [
-            reduce.aggregate(pooled if how != "max" else reduce.pool_max(maps, f), how)  # type: ignore[arg-type]
+            reduce.aggregate(pooled if how != "max" else reduce.pool_max(maps, f), how)
             for how in AGGREGATES
         ]
     ).astype(np.float32)
@@ -173,20 +174,22 @@ def _maps_payload(maps: torch.Tensor, topk: int) -> dict[str, Any]:
     lo, hi = torch.where(torch.isfinite(lo), lo, 0.0), torch.where(torch.isfinite(hi), hi, 0.0)
     span = (hi - lo).clamp_min(1e-12)[:, None, None]
     scaled = ((tiles - lo[:, None, None]) / span * 255).nan_to_num(0.0, 0.0, 0.0).round()
-    return {
-        "kind": "maps",
-        "channels": c,
-        "map_size": [h, w],
-        "map_pool": f,
-        "aggregate_names": list(AGGREGATES),
-        "aggregates": array_buffer(aggregates),
-        "nonfinite_cells": int((~np.isfinite(aggregates[0])).sum()),
-        "topk": top.tolist(),
-        "tile_pool": tf,
-        "tiles": array_buffer(scaled.clamp(0, 255).to(torch.uint8).cpu().numpy()),
-        "tile_min": lo.cpu().tolist(),
-        "tile_max": hi.cpu().tolist(),
-    }
+    base.update(
+        {
+            "kind": "maps",
+            "channels": c,
+            "map_size": [h, w],
+            "map_pool": f,
+            "aggregate_names": list(AGGREGATES),
+            "aggregates": array_buffer(aggregates),
+            "nonfinite_cells": int((~np.isfinite(aggregates[0])).sum()),
+            "topk": top.tolist(),
+            "tile_pool": tf,
+            "tiles": array_buffer(scaled.clamp(0, 255).to(torch.uint8).cpu().numpy()),
+            "tile_min": lo.cpu().tolist(),
+            "tile_max": hi.cpu().tolist(),
+        }
+    )
 
 
 def channel_payload(
@@ -216,7 +219,7 @@ def channel_payload(
         "channel": channel,
         "map": array_buffer(one.cpu().numpy().astype(np.float32)),
         "histogram": {"counts": counts.tolist(), "edges": edges.tolist()},
-        "stats": reduce.stats(maps[channel]).to_json(),  # type: ignore[typeddict-item]
+        "stats": reduce.stats(maps[channel]).to_json(),
     }
 
 
@@ -234,7 +237,7 @@ def segmentation_payload(
     png.save(buf, format="PNG", optimize=True)
     counts = np.bincount(mask.ravel(), minlength=len(class_names))
     colors = palette(len(class_names))
-    legend = [
+    legend: list[LegendEntry] = [
         {
             "index": int(i),
             "name": class_names[i],
@@ -244,7 +247,7 @@ def segmentation_payload(
         for i in np.argsort(-counts, kind="stable")
         if counts[i] > 0
     ]
-    return {"mask_png": buf.getvalue(), "legend": legend, "classes": class_names}  # type: ignore[typeddict-item]
+    return {"mask_png": buf.getvalue(), "legend": legend, "classes": class_names}
 
 
 def class_label(class_names: list[str], index: int) -> str:
@@ -254,7 +257,8 @@ def class_label(class_names: list[str], index: int) -> str:
 
 def class_score_payload(probs: torch.Tensor, cls: int, class_names: list[str]) -> ClassScorePayload:
     """One class's probability per pixel, pooled to at most MAP_SIDE a side."""
-    f = reduce.pool_factor(*probs.shape[-2:], MAP_SIDE)
+    h, w = probs.shape[-2:]
+    f = reduce.pool_factor(h, w, MAP_SIDE)
     score = reduce.pool_mean(probs[cls : cls + 1], f)[0]
     return {
         "class": cls,
@@ -287,7 +291,7 @@ def gradcam_payload(
         "map_size": [h, w],
         "map_pool": f,
         "histogram": {"counts": counts.tolist(), "edges": edges.tolist()},
-        "stats": reduce.stats(gradient).to_json(),  # type: ignore[typeddict-item]
+        "stats": reduce.stats(gradient).to_json(),
         "score": score,
         "pixels": pixels,
     }

@@ -5,12 +5,16 @@ colour scales by name from the shared contract) instead of positional convention
 Binary arrays travel as :class:`ArrayPayload`: ``{"data": bytes, "dtype", "shape"}``, one
 buffer each, never a JSON list. :func:`array_buffer` is the one place that decides which dtypes
 may cross (float32, uint8, int32); anything else is an error here, not in the browser.
-:func:`json_safe` is the last gate before a trait is set: no NaN or infinity reaches JSON."""
+:func:`json_safe` is the last gate before a trait is set: no NaN or infinity reaches JSON.
+
+A key every payload of a type has is required (a ``total`` TypedDict, or the base class of one
+that is not); the others may be absent. The type checker (mypy, ``scripts/test.sh``) holds the
+builders to these types, and ``tests/test_payload_contract.py`` the payloads sent."""
 
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, TypedDict, get_args
 
 import numpy as np
 
@@ -48,6 +52,7 @@ __all__ = [
 ]
 
 Dtype = Literal["float32", "uint8", "int32"]
+_DTYPES: dict[str, Dtype] = {d: d for d in get_args(Dtype)}  # the contract's DTYPES, typed
 LayerKind = Literal["maps", "vector", "values", "none", "never-called", "pending"]
 
 
@@ -102,16 +107,19 @@ class LayoutPayload(TypedDict):
     source: Literal["traced", "given", "assumed"]
 
 
-class LayerPayload(TypedDict, total=False):
-    """One call of one module. Always: module, cls, call, calls, kind. ``maps`` adds the
-    aggregates (float32, (len(aggregate_names), h, w)) and the top-k tiles (uint8,
-    (k, th, tw), rescaled from tile_min..tile_max); ``vector`` adds the top entries."""
-
+class _LayerAlways(TypedDict):
     module: str
     cls: str
     call: int
     calls: int
     kind: LayerKind
+
+
+class LayerPayload(_LayerAlways, total=False):
+    """One call of one module. Always: module, cls, call, calls, kind. ``maps`` adds the
+    aggregates (float32, (len(aggregate_names), h, w)) and the top-k tiles (uint8,
+    (k, th, tw), rescaled from tile_min..tile_max); ``vector`` adds the top entries."""
+
     structure: Any
     shape: list[int]
     histogram: HistogramPayload
@@ -170,13 +178,16 @@ class SegmentationPayload(TypedDict):
 ClassScorePayload = TypedDict("ClassScorePayload", {"class": int, "name": str, "map": ArrayPayload})
 
 
-class PredictionPayload(TypedDict, total=False):
+class _PredictionAlways(TypedDict):
     kind: Literal["vector"]
     length: int
     top_index: list[int]
     top_value: list[float]
     top_label: list[str] | None
-    top_probability: list[float]
+
+
+class PredictionPayload(_PredictionAlways, total=False):
+    top_probability: list[float]  # logits only (the labels match the entries)
 
 
 GradcamPayload = TypedDict(
@@ -217,13 +228,16 @@ class ScoreEntry(TypedDict):
     after: float
 
 
-class AblationPayload(TypedDict, total=False):
+class _AblationAlways(TypedDict):
+    ablations: dict[str, list[int]]
+    kind: Literal["segmentation", "classification"]
+
+
+class AblationPayload(_AblationAlways, total=False):
     """The prediction with channels ablated (``ablations``: module -> channels). Segmentation:
     the edited mask, the changed pixels (coloured by their new class, transparent elsewhere),
     class shares before and after, the most common changes. Classification: top scores."""
 
-    ablations: dict[str, list[int]]
-    kind: Literal["segmentation", "classification"]
     mask_png: bytes
     changed_png: bytes
     changed_pixels: int
@@ -261,13 +275,16 @@ class ExamplePayload(TypedDict):
     crop_size: list[int]
 
 
-class DatasetPayload(TypedDict, total=False):
+class _DatasetAlways(TypedDict):
+    module: str
+    channel: int
+
+
+class DatasetPayload(_DatasetAlways, total=False):
     """The selected channel seen over a dataset: its top images and every channel's statistics
     (float32 (C,) arrays; ``dead``: int32 indices of the channels never above zero).
     ``missing`` says why there is nothing to show (no sweep, or one without this module)."""
 
-    module: str
-    channel: int
     images: int
     k: int
     examples: list[ExamplePayload]
@@ -289,8 +306,11 @@ class UnitMarkPayload(TypedDict):
     field: list[float]
 
 
-class StatusPayload(TypedDict, total=False):
+class _StatusAlways(TypedDict):
     state: Literal["idle", "running"]
+
+
+class StatusPayload(_StatusAlways, total=False):
     done: int
     total: int | None
     unit: str
@@ -326,7 +346,7 @@ def array_buffer(a: np.ndarray) -> ArrayPayload:
             f"a payload array of dtype {dtype}: the front end decodes only {', '.join(DTYPES)}; "
             "convert it first (maps: float32, tiles: uint8)"
         )
-    return {"data": a.tobytes(), "dtype": dtype, "shape": [int(s) for s in a.shape]}  # type: ignore[typeddict-item]
+    return {"data": a.tobytes(), "dtype": _DTYPES[dtype], "shape": [int(s) for s in a.shape]}
 
 
 def decode_array(p: ArrayPayload) -> np.ndarray:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Hashable, Iterator
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..activations import Activations
 from ..capture import Capturer
 from ..edits import Ablate
 from ..errors import LayerScopeError
@@ -41,11 +42,29 @@ from .payload import (
     segmentation_payload,
     vector_payload,
 )
+from .schema import (
+    AblationPayload,
+    ClassScorePayload,
+    ImportancePayload,
+    PredictionPayload,
+    SegmentationPayload,
+    StatusPayload,
+    TreeNode,
+)
 from .viewstate import Scene
 
 __all__ = ["Session"]
 
-Status = Callable[[dict[str, Any]], None]
+Status = Callable[[StatusPayload], None]
+
+
+class Progress(TypedDict, total=False):
+    """What a running status says of its progress."""
+
+    done: int
+    total: int | None
+
+
 EXACT_TOP = 16  # channels whose drop the importance view measures exactly (each a partial forward)
 
 
@@ -85,10 +104,10 @@ class Session:
         self.fields: dict[str, ReceptiveField] = {}
         self.layouts: dict[str, Layout] = {}
         self.class_kind: str | None = None  # "segmentation", "classification" or None
-        self.score_size: tuple[int, ...] = ()  # the class map's (h, w): regions are drawn on it
-        self.prediction: Any = None
+        self.score_size: tuple[int, int] | None = None  # the class map's (h, w): regions lie on it
+        self.prediction: PredictionPayload | None = None
         self.probs: torch.Tensor | None = None  # (K, h, w) pooled, or (K,)
-        self.segmentation: Any = None
+        self.segmentation: SegmentationPayload | None = None
         self._traced: dict[tuple[int, ...], tuple[dict[str, Any], dict[str, Any]]] = {}
         self._last_progress = 0.0
         self._prefetched: dict[str, list[Any]] = {}
@@ -102,7 +121,7 @@ class Session:
         self.inputs = self.prepared.tensor.to(device=self.device, dtype=self.dtype)
         self._prefetched = {}  # the outputs of the image before
 
-    def first_run(self) -> list[dict[str, Any]]:
+    def first_run(self) -> list[TreeNode]:
         """One complete forward: learns the execution order and every output's shape, traces
         receptive fields and layouts, reads the classes off the output. Returns the tree."""
         shape = tuple(self.inputs.shape)
@@ -127,13 +146,14 @@ class Session:
         self.class_kind = classes.kind if classes is not None else None
         self.probs, self.segmentation, self.prediction = None, None, None
         if classes is not None and classes.kind == "segmentation":
-            self.score_size = tuple(classes.scores.shape[-2:])
-            probs = classes.probabilities(tuple(self.prepared.geometry.input_size))
+            self.score_size = (classes.scores.shape[-2], classes.scores.shape[-1])
+            probs = classes.probabilities(self.prepared.geometry.input_size)
             image = self.prepared.image
             self.segmentation = segmentation_payload(
                 probs, (image.height, image.width), self.class_names
             )
-            self.probs = pool_mean(probs, pool_factor(*probs.shape[-2:], MAP_SIDE))
+            h, w = probs.shape[-2:]
+            self.probs = pool_mean(probs, pool_factor(h, w, MAP_SIDE))
             del probs
         elif classes is not None:
             self.probs = classes.probabilities()
@@ -151,7 +171,7 @@ class Session:
             notice,
             image_payload(self.prepared.image),
             self.prepared.geometry.to_json(),
-            segmentation=self.segmentation,  # type: ignore[arg-type]
+            segmentation=self.segmentation,
             prediction=self.prediction,
         )
 
@@ -171,7 +191,7 @@ class Session:
             "with K names to the Explorer"
         )
 
-    def class_score(self, cls: int) -> Any:
+    def class_score(self, cls: int) -> ClassScorePayload | None:
         if self.class_kind != "segmentation" or self.probs is None:
             return None
         return class_score_payload(self.probs, cls, self.class_names)
@@ -180,16 +200,16 @@ class Session:
 
     def capture(
         self, names: list[str], label: str, stop_early: bool = True, cache: bool = True
-    ) -> Any:
-        with self.busy(label, done=0, total=None):
+    ) -> Activations:
+        with self.busy(label, {"done": 0, "total": None}):
             return self.capturer.capture(
                 self.inputs, names, progress=self._progress, stop_early=stop_early, cache=cache
             )
 
     @contextlib.contextmanager
-    def busy(self, label: str, **progress: Any) -> Iterator[None]:
+    def busy(self, label: str, progress: Progress | None = None) -> Iterator[None]:
         """Running, in the widget's status, while inside; then idle with the seconds it took."""
-        self.status({"state": "running", **progress, "label": label})
+        self.status({"state": "running", **(progress or {}), "label": label})
         start = time.perf_counter()
         try:
             yield
@@ -226,11 +246,12 @@ class Session:
         """Every call's output of several modules, from one capture (one forward at most).
         Modules the budget could not keep raise, or with ``strict=False`` are left out."""
         acts = self.capture(names, ", ".join(names))
-        lost = [n for n in names if acts.memory is not None and n in acts.memory.evicted]
-        if lost and strict:
+        memory = acts.memory
+        lost = [n for n in names if memory is not None and n in memory.evicted]
+        if lost and strict and memory is not None:
             raise LayerScopeError(
                 f"{', '.join(lost)}: the output does not fit in the memory budget "
-                f"({acts.memory.budget_bytes:,} bytes) even in bfloat16: raise memory_budget"  # type: ignore[union-attr]
+                f"({memory.budget_bytes:,} bytes) even in bfloat16: raise memory_budget"
             )
         return {n: acts.calls(n) for n in names if n not in lost}
 
@@ -252,13 +273,14 @@ class Session:
         """An image-pixel box as a mask over the class map (Grad-CAM's target region)."""
         if not region:
             return None
-        if self.class_kind != "segmentation":
+        if self.class_kind != "segmentation" or self.score_size is None:
             raise LayerScopeError("a region needs a segmentation output")
-        return self.prepared.geometry.region_mask(tuple(region), self.score_size)  # type: ignore[arg-type]
+        y0, x0, y1, x1 = region
+        return self.prepared.geometry.region_mask((y0, x0, y1, x1), self.score_size)
 
     # -- interventions -------------------------------------------------------------------------
 
-    def ablate(self, ablations: dict[str, list[int]]) -> Any:
+    def ablate(self, ablations: dict[str, list[int]]) -> AblationPayload:
         """The prediction with ``ablations`` (module -> channels set to zero) beside the
         model's own, as a payload."""
         if self.class_kind is None:
@@ -271,15 +293,15 @@ class Session:
         before, after = class_output(res.baseline, k), class_output(res.output, k)
         if before is None or after is None:
             raise LayerScopeError("the edited output has no class scores to compare")
-        size = tuple(self.prepared.geometry.input_size)
+        size = self.prepared.geometry.input_size
         if self.class_kind == "segmentation":
-            b, a = before.probabilities(size).argmax(0), after.probabilities(size).argmax(0)  # type: ignore[arg-type]
+            b, a = before.probabilities(size).argmax(0), after.probabilities(size).argmax(0)
         else:
             b, a = before.scores[0].float(), after.scores[0].float()
         image = self.prepared.image
         return ablation_payload(b, a, (image.height, image.width), self.class_names, ablations)
 
-    def importance(self, name: str, cls: int, call: int) -> Any:
+    def importance(self, name: str, cls: int, call: int) -> ImportancePayload:
         """Channel importance of ``name`` for class ``cls``, as a payload."""
         result = self.channel_importance(name, cls, call)
         label = class_label(self.class_names, cls)
@@ -329,6 +351,7 @@ class Session:
                 for name, g in grad_cams(
                     self.model, self.inputs, missing, cls, region=mask, layouts=layouts
                 ).items():
+                    assert isinstance(g, GradCam)  # one image: one result per module
                     have[name] = (g.cam, g.gradient, torch.tensor([g.score, g.pixels]))
             # Only what the views draw is kept: the CAM and the gradient, not the activation.
             self.capturer.keep_derived(self.inputs, key, have)

@@ -11,6 +11,7 @@ from traitlets import TraitError
 
 from ..edits import check_channels
 from ..errors import LayerScopeError
+from .schema import LayerPayload
 
 __all__ = ["InvalidTraitError", "check_call", "check_frame", "check_channel", "check_class",
            "check_opacity", "check_region", "check_ablations"]  # fmt: skip
@@ -29,16 +30,18 @@ def check_call(call: int, module: str, runs: int) -> int:
     return call
 
 
-def check_frame(frame: int, layer: dict[str, Any], module: str) -> int:
-    frames = layer.get("frames") if layer.get("module") == module else None
+def check_frame(frame: int, layer: LayerPayload | None, module: str) -> int:
+    """``layer``: the layer shown (None: none)."""
+    frames = layer.get("frames") if layer and layer["module"] == module else None
     if frame < 0 or (frames is not None and frame >= frames):
         last = (frames or 1) - 1
         raise InvalidTraitError(f"frame {frame} is out of range: frames count from 0 to {last}")
     return frame
 
 
-def check_channel(channel: int, layer: dict[str, Any], module: str) -> int:
-    if layer.get("kind") == "maps" and layer.get("module") == module:
+def check_channel(channel: int, layer: LayerPayload | None, module: str) -> int:
+    """``layer``: the layer shown (None: none)."""
+    if layer and layer["kind"] == "maps" and layer["module"] == module:
         n = layer["channels"]
         if not 0 <= channel < n:
             raise InvalidTraitError(
@@ -91,11 +94,10 @@ def check_ablations(value: dict[str, list[int]], shapes: dict[str, Any]) -> dict
                 f"{module}'s output {shape} has no channel dimension to ablate (dimension 1 of "
                 "an (N, C, H, W) or (N, C) tensor)"
             )
-        bad = [c for c in channels if not 0 <= c < shape[1]]
+        bad = [c for c in channels if not 0 <= c < dims[1]]
         if bad:
             raise InvalidTraitError(
-                f"channel(s) {bad} out of range: {module} has {shape[1]} channels "
-                f"(0-{shape[1] - 1})"
+                f"channel(s) {bad} out of range: {module} has {dims[1]} channels (0-{dims[1] - 1})"
             )
         out[module] = sorted(set(channels))
     return out

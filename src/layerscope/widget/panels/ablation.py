@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import validation as check
+from ..schema import AblationPayload
 from .base import Context, Panel
 
 __all__ = ["AblationPanel"]
@@ -23,6 +24,6 @@ class AblationPanel(Panel):
         shapes = ctx.session.capturer.known_shapes(ctx.session.inputs) or {}
         return check.check_ablations(value, shapes)
 
-    def build(self, ctx: Context) -> dict[str, Any]:
+    def build(self, ctx: Context) -> dict[str, AblationPayload | None]:
         ablations = dict(ctx.ablations)
         return {"_ablation": ctx.session.ablate(ablations) if ablations else None}

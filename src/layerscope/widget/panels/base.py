@@ -18,6 +18,7 @@ import traitlets as t
 from ...capture import resolve_modules
 from ...errors import LayerScopeError
 from ..memo import PayloadMemo
+from ..schema import StatusPayload
 from ..validation import InvalidTraitError
 from ..viewstate import ViewOptions, ViewState
 
@@ -178,7 +179,7 @@ class Context:
         except LayerScopeError as exc:
             raise InvalidTraitError(str(exc)) from None
 
-    def status(self, status: dict[str, Any]) -> None:
+    def status(self, status: StatusPayload) -> None:
         self.now("_status", status)
 
     def now(self, trait: str, value: Any) -> None:

@@ -12,6 +12,7 @@ from ...errors import ArgumentError, NotReadyError
 from ...preprocess import Preprocess
 from .. import validation as check
 from ..payload import channel_payload
+from ..schema import ChannelPayload
 from .base import Context, Panel
 
 __all__ = ["ChannelPanel", "compare_maps"]
@@ -25,11 +26,11 @@ class ChannelPanel(Panel):
     validates = ("selected_channel",)
 
     def check(self, ctx: Context, name: str, value: Any) -> int:
-        return check.check_channel(value, ctx.view.layer or {}, ctx.selected_module)
+        return check.check_channel(value, ctx.view.layer, ctx.selected_module)
 
-    def build(self, ctx: Context) -> dict[str, Any] | None:
-        layer, held = ctx.view.layer or {}, ctx.outputs.get("layer")
-        if layer.get("kind") != "maps" or held is None:
+    def build(self, ctx: Context) -> dict[str, ChannelPayload | None] | None:
+        layer, held = ctx.view.layer, ctx.outputs.get("layer")
+        if not layer or layer["kind"] != "maps" or held is None:
             return None
         name, calls = held
         call, edges = layer["call"], layer["histogram"]["edges"]
@@ -52,11 +53,12 @@ def compare_maps(
     ch = None if channel == "aggregate" else int(channel) if channel is not None else (
         ctx.selected_channel if name == ctx.selected_module else None)  # fmt: skip
     s = ctx.session
-    pre, kw = s.preprocess, dict(channel=ch, aggregate=ctx.aggregate)
-    if image is None:
-        return compare_models(s.model, model, s.prepared.image, name, preprocess=pre,  # type: ignore[arg-type]
-                              labels=("this model", "other model"), **kw)  # type: ignore[arg-type]  # fmt: skip
+    pre, how = s.preprocess, ctx.aggregate
+    if model is not None:  # (then image is None)
+        return compare_models(s.model, model, s.prepared.image, name, preprocess=pre, channel=ch,
+                              aggregate=how, labels=("this model", "other model"))  # fmt: skip
     if isinstance(pre, Preprocess) and not pre.crop:  # both sides one size: the maps line up
         pre = Preprocess(resize=s.prepared.geometry.input_size, mean=pre.mean, std=pre.std)
-    return compare_images(s.model, s.prepared.image, image, name, preprocess=pre,
-                          labels=(ctx.image_name or "this image", "other image"), **kw)  # type: ignore[arg-type]  # fmt: skip
+    return compare_images(s.model, s.prepared.image, image, name, preprocess=pre, channel=ch,
+                          aggregate=how,
+                          labels=(ctx.image_name or "this image", "other image"))  # fmt: skip

@@ -11,6 +11,7 @@ from ...dataset import sweep as run_sweep
 from ...dataset.format import model_fingerprint
 from ...errors import LayerScopeError, NotReadyError
 from ..dataset_view import CropCache, dataset_payload, example, unit_mark
+from ..schema import DatasetPayload
 from ..viewstate import ViewState
 from .base import Context, Panel
 
@@ -83,10 +84,10 @@ class DatasetPanel(Panel):
     def message(self, ctx: Context, content: dict[str, Any]) -> None:
         self.show_example(ctx, int(content.get("rank", -1)))
 
-    def build(self, ctx: Context) -> dict[str, Any]:
-        layer, name = ctx.view.layer or {}, ctx.selected_module
+    def build(self, ctx: Context) -> dict[str, DatasetPayload | None]:
+        layer, name = ctx.view.layer, ctx.selected_module
         payload = None
-        if self.sweep is not None and name and layer.get("kind") in ("maps", "vector"):
+        if self.sweep is not None and name and layer and layer["kind"] in ("maps", "vector"):
             payload = dataset_payload(self.sweep, name, ctx.selected_channel, self.crops)
         return {"_dataset": payload}
 

@@ -13,6 +13,7 @@ from ...nested import first_tensor
 from ...spatial import spatial_maps
 from .. import validation as check
 from ..payload import class_label, gradcam_payload
+from ..schema import GradcamPayload
 from .base import Context, Panel
 from .layer import check_budget
 
@@ -29,13 +30,13 @@ class GradcamPanel(Panel):
     def check(self, ctx: Context, name: str, value: Any) -> list[float]:
         return check.check_region(list(value))
 
-    def build(self, ctx: Context) -> dict[str, Any]:
-        layer, name, s = ctx.view.layer or {}, ctx.selected_module, ctx.session
+    def build(self, ctx: Context) -> dict[str, GradcamPayload | None]:
+        layer, name, s = ctx.view.layer, ctx.selected_module, ctx.session
         if ctx.overlay != "gradcam" or not name:
             return {"_gradcam": None}
         cls = s.default_class(ctx.selected_class)
         cams = {}
-        if layer.get("kind") == "maps":
+        if layer and layer["kind"] == "maps":
             cams = s.grad_cams(list(ctx.hooked_modules), cls, ctx.gradcam_region or None)
         if name not in cams:
             raise LayerScopeError(f"Grad-CAM needs a spatial map; {name} has none")
@@ -65,8 +66,12 @@ def explain(
         cached = s.grad_cams([name], cls, region).get(name)
         if cached is not None:
             out = first_tensor(s.capture([name], "hooked modules")[name])
+            assert out is not None  # its Grad-CAM was computed: it has a tensor with maps
             activation = spatial_maps(out, 0, s.layouts.get(name))[0]
+            assert activation is not None
             weights = cached.gradient.float().mean(dim=(1, 2))
             return replace(cached, activation=activation, weights=weights)
-    return grad_cam(s.model, s.inputs, name, cls, region=s.region_mask(region),
-                    layout=s.layouts.get(name))  # fmt: skip
+    result = grad_cam(s.model, s.inputs, name, cls, region=s.region_mask(region),
+                      layout=s.layouts.get(name))  # fmt: skip
+    assert isinstance(result, GradCam)  # the Explorer's input is one image: one result
+    return result

@@ -4,11 +4,10 @@ class and shared with ``explorer.channel_importance()``."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from ...capture import resolve_modules
 from ...errors import NotReadyError
 from ...importance import ChannelImportance
+from ..schema import ImportancePayload
 from .base import Context, Panel
 
 __all__ = ["ImportancePanel", "importance_of"]
@@ -20,12 +19,12 @@ class ImportancePanel(Panel):
     inputs = ("show_importance",)
     owns = {"_importance": "importance"}
 
-    def build(self, ctx: Context) -> dict[str, Any]:
-        layer, name = ctx.view.layer or {}, ctx.selected_module
+    def build(self, ctx: Context) -> dict[str, ImportancePayload | None]:
+        layer, name = ctx.view.layer, ctx.selected_module
         payload = None
-        if ctx.show_importance and name and layer.get("kind") in ("maps", "vector"):
+        if ctx.show_importance and name and layer and layer["kind"] in ("maps", "vector"):
             cls = ctx.session.default_class(ctx.selected_class)
-            payload = ctx.session.importance(name, cls, layer.get("call", 0))
+            payload = ctx.session.importance(name, cls, layer["call"])
         return {"_importance": payload}
 
 
@@ -37,5 +36,6 @@ def importance_of(ctx: Context, module: str | None, target_class: int | None) ->
     (name,) = resolve_modules(ctx.session.model, [name], ctx.modules)
     s = ctx.session
     cls = s.default_class(ctx.selected_class if target_class is None else target_class)
-    call = (ctx.view.layer or {}).get("call", 0) if name == ctx.selected_module else 0
+    layer = ctx.view.layer
+    call = layer["call"] if layer and name == ctx.selected_module else 0
     return s.channel_importance(name, cls, call)

@@ -11,6 +11,7 @@ from typing import Any
 
 from ...nested import iter_tensors
 from .. import validation as check
+from ..schema import LayerPayload
 from ..viewstate import ViewState, module_view
 from .base import Context, Panel
 
@@ -32,7 +33,7 @@ class LayerPanel(Panel):
         if name == "selected_call":
             counts = ctx.session.capturer.known_call_counts(ctx.session.inputs) or {}
             return check.check_call(value, module, counts.get(module, 1))
-        return check.check_frame(value, ctx.view.layer or {}, module)
+        return check.check_frame(value, ctx.view.layer, module)
 
     def build(self, ctx: Context) -> dict[str, Any] | None:
         name = ctx.selected_module
@@ -46,7 +47,8 @@ class LayerPanel(Panel):
         if moved and (ctx.selected_call or ctx.selected_frame):
             ctx.quietly(selected_call=0, selected_frame=0)
         if not ctx.session.ready(name):  # a capture is coming: the widget says so at once
-            pending = {"module": name, "kind": "pending", "cls": "", "call": 0, "calls": 0}
+            pending: LayerPayload = {"module": name, "kind": "pending", "cls": "", "call": 0,
+                                     "calls": 0}  # fmt: skip
             ctx.pending(self.name, {"_layer": pending, "_channel": None})
         view, calls = module_view_of(ctx, name, call=ctx.selected_call, frame=ctx.selected_frame,
                                      channel=None if moved else ctx.selected_channel)  # fmt: skip

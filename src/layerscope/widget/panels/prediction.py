@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import validation as check
+from ..schema import ClassScorePayload
 from .base import Context, Panel
 
 __all__ = ["ClassPanel"]
@@ -22,7 +23,7 @@ class ClassPanel(Panel):
     def check(self, ctx: Context, name: str, value: Any) -> int:
         return check.check_class(value, len(ctx.session.class_names))
 
-    def build(self, ctx: Context) -> dict[str, Any] | None:
+    def build(self, ctx: Context) -> dict[str, ClassScorePayload | None] | None:
         s = ctx.session
         if s.class_kind is None:
             return None
