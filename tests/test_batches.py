@@ -11,7 +11,7 @@ import torchvision
 import layerscope as ls
 from conftest import build_deeplab
 from layerscope.gradients import BatchGradCam
-from test_interventions import Convs, by_hand, zero
+from test_interventions import ConvModules, by_hand, zero
 
 
 @pytest.fixture(scope="module")
@@ -117,10 +117,10 @@ def test_grad_cam_of_a_classifier_batch_uses_each_images_logit():
 def test_channel_importance_of_a_batch_is_each_images_own(model, batch):
     xb, cls, masks = batch
     heads = sum(isinstance(m, torch.nn.Conv2d) for m in model.classifier.modules())
-    with Convs() as plain, torch.no_grad():
+    with ConvModules(model) as plain, torch.no_grad():
         model(xb)
     ls.channel_importance(model, xb, "backbone.layer4", cls, exact_top=0)  # the order known
-    with Convs() as convs:
+    with ConvModules(model) as convs:
         results = ls.channel_importance(model, xb, "backbone.layer4", cls, exact_top=3, batch=4)
     # One forward of the batch; per image, one batch of 3 through the classifier only.
     assert convs.count == plain.count + 2 * heads

@@ -61,6 +61,29 @@ def zero(channels, call=None):
     return fn
 
 
+class ConvModules:
+    """Counts the Conv2d modules whose own forward ran (``Conv2d._conv_forward``, wrapped from
+    outside LayerScope): a module standing in with a cached output does not count, and a
+    convolution whose result channel importance works out from the unedited map
+    (layerscope.zeroed) does."""
+
+    def __init__(self, model):
+        self.model, self.count = model, 0
+
+    def __enter__(self):
+        original = self.original = nn.Conv2d._conv_forward
+
+        def counted(conv, *args, **kwargs):
+            self.count += 1
+            return original(conv, *args, **kwargs)
+
+        nn.Conv2d._conv_forward = counted
+        return self
+
+    def __exit__(self, *exc):
+        nn.Conv2d._conv_forward = self.original
+
+
 class Convs(TorchFunctionMode):
     """Counts the convolutions that run, from outside LayerScope."""
 
@@ -313,18 +336,23 @@ def test_an_edit_on_a_new_input_runs_each_convolution_once(model, x):
 
 def test_channel_importance_on_a_new_input_is_one_forward_and_the_suffix(model, x):
     heads = sum(isinstance(m, nn.Conv2d) for m in model.classifier.modules())
-    per_forward = _plain_convs(model, x)
+    with ConvModules(model) as plain, torch.no_grad():
+        model(x)
+    per_forward = plain.count
     new = torch.randn(1, 3, 96, 96, generator=torch.Generator().manual_seed(9))
     with torch.no_grad():
         logits = model(new)["out"][0]
     cls = int(logits.argmax(0).flatten().mode().values)
     mask = logits.argmax(0) == cls
     ls.channel_importance(model, x, "backbone.layer4", cls, exact_top=0)  # the order known
-    with Convs() as convs:
+    with Convs() as computed, ConvModules(model) as convs:
         imp = ls.channel_importance(model, new, "backbone.layer4", cls, exact_top=6, batch=4)
     # One forward (its backward runs no conv2d call), then two batches through the classifier
     # only: the stem, layer1-4 and the auxiliary head stand in from that same forward.
     assert convs.count == per_forward + 2 * heads
+    # Of those, the four ASPP convolutions reading the zeroed copies of layer4's output are
+    # worked out from the unedited map (layerscope.zeroed): no conv2d of the batch reaches here.
+    assert computed.count == per_forward + 2 * (heads - 4)
     score = float((logits[cls] * mask).sum())
     for c, drop in imp.exact.items():  # and the drops are those of single ablations by hand
         out, _ = by_hand(model, new, {"backbone.layer4": zero([c])})

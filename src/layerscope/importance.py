@@ -31,6 +31,7 @@ from .hooks import Hook, hooked
 from .intervene import capture_storage, reuse_names, run_edited
 from .nested import iter_tensors, map_tensors
 from .safety import as_args, prepare_inputs, run_model
+from .zeroed import ZeroedConvs
 
 __all__ = ["ChannelImportance", "channel_importance"]
 
@@ -192,16 +193,23 @@ def _exact(
     for start in range(0, len(channels), max(1, batch)):
         chunk = channels[start : start + max(1, batch)]
 
-        def zero(index: int, out: Any, chunk: list[int] = chunk) -> Any:
+        shortcut = ZeroedConvs(chunk)  # the convolutions reading the zeroed copies: linear
+
+        def zero(
+            index: int, out: Any, chunk: list[int] = chunk, shortcut: ZeroedConvs = shortcut
+        ) -> Any:
             if index != call:
                 return out
             edited = out.expand(len(chunk), *out.shape[1:]).clone()
             edited[torch.arange(len(chunk)), chunk] = 0
+            shortcut.arm(edited, out[:1].detach())
             return edited
 
         edits = {name: zero}
         try:
-            run = run_edited(model, named, args, edits, replay, [], gated=gated, batch=len(chunk))
+            with shortcut:
+                run = run_edited(model, named, args, edits, replay, [], gated=gated,
+                                 batch=len(chunk))  # fmt: skip
         except CaptureError as exc:  # an in-place write on what stands in: run it all instead
             if "memory location" not in str(exc):
                 raise
