@@ -88,3 +88,39 @@ def test_explorer_channel_importance_follows_the_class_and_the_image():
     fresh = ls.channel_importance(model, ex.inputs, "layer4", first.target_class, exact_top=16)
     np.testing.assert_allclose(again.estimate, fresh.estimate, rtol=1e-4, atol=1e-6)
     assert not np.allclose(again.estimate, first.estimate)
+
+
+def test_importance_after_the_grad_cam_overlay_runs_no_backward():
+    """With the Grad-CAM overlay drawn, the importance view takes its gradient (same image,
+    class and module) instead of a forward and backward of its own; the result equals channel
+    importance computed afresh."""
+    preset = ls.load_preset("deeplabv3_mobilenet_v3_large", weights=None)
+    model = preset.model
+    ex = Explorer(model, ls.sample_image(), preprocess=preset.preprocess.with_size(128),
+                  class_names=preset.class_names, hooked_modules=["backbone.16"])  # fmt: skip
+    ex.overlay = "gradcam"
+    stem = [m for m in dict(model.named_modules())["backbone.0"].modules()
+            if isinstance(m, torch.nn.Conv2d)][0]  # fmt: skip
+    ran = []  # grad mode of each time the stem's convolution really ran (not standing in)
+    original = torch.nn.Conv2d._conv_forward
+
+    def counted(conv, *args, **kwargs):
+        if conv is stem:
+            ran.append(torch.is_grad_enabled())
+        return original(conv, *args, **kwargs)
+
+    torch.nn.Conv2d._conv_forward = counted
+    try:
+        ex.show_importance = True
+        mine = ex.channel_importance()
+    finally:
+        torch.nn.Conv2d._conv_forward = original
+    # No forward with grad (so no backward); one forward, until the module, for the stand-ins.
+    assert ran == [False]
+    fresh = ls.channel_importance(model, ex.inputs, "backbone.16", mine.target_class,
+                                  exact_top=16)  # fmt: skip
+    assert mine.score == pytest.approx(fresh.score, rel=1e-5)
+    np.testing.assert_allclose(mine.estimate, fresh.estimate, rtol=1e-4, atol=1e-5)
+    assert list(mine.order[:16]) == list(fresh.order[:16])
+    for c, drop in fresh.exact.items():
+        assert mine.exact[c] == pytest.approx(drop, rel=1e-4, abs=1e-4)

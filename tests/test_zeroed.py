@@ -49,3 +49,18 @@ def test_a_batch_written_to_since_is_convolved_as_it_is():
     torch.testing.assert_close(
         grouped, F.conv2d(edited, weight.repeat(1, 2, 1, 1)[:, :2], padding=1, groups=2)
     )
+
+
+def test_chunks_of_one_map_share_its_convolution():
+    g = torch.Generator().manual_seed(2)
+    base, weight = torch.randn(1, 6, 9, 9, generator=g), torch.randn(3, 6, 3, 3, generator=g)
+    full: dict = {}
+    for chunk in ([0, 1], [5, 2]):
+        edited = base.expand(2, -1, -1, -1).clone()
+        edited[torch.arange(2), chunk] = 0
+        mode = ZeroedConvs(chunk, full)
+        mode.arm(edited, base)
+        with mode:
+            ours = F.conv2d(edited, weight, padding=2, dilation=2)
+        torch.testing.assert_close(ours, F.conv2d(edited, weight, padding=2, dilation=2))
+    assert len(full) == 1  # conv(base) made once for both chunks

@@ -34,7 +34,8 @@ __all__ = ["BatchGradCam", "GradCam", "grad_cam", "grad_cams"]
 class GradCam:
     """``cam`` (H, W) at the module's resolution, ``activation`` and ``gradient`` (C, H, W)
     (channels first, whatever the module's own layout), ``weights`` (C,) and the target
-    ``score`` that was differentiated over ``pixels`` pixels."""
+    ``score`` that was differentiated over ``pixels`` pixels (``mask``: which, at the class
+    map's resolution; None for a classifier's logit)."""
 
     module: str
     target_class: int
@@ -44,6 +45,7 @@ class GradCam:
     weights: torch.Tensor
     score: float
     pixels: int
+    mask: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -162,7 +164,8 @@ def grad_cams(
         layout = layouts.get(name)
         cams = [_one(kept[name], gradient, i, layout) for i in range(rows)]
         if rows == 1:
-            results[name] = GradCam(name, target_class, *cams[0], values[0], pixels[0])
+            row = None if mask is None else (mask[0] if mask.dim() == 3 else mask).cpu()
+            results[name] = GradCam(name, target_class, *cams[0], values[0], pixels[0], row)
             continue
         cam, activation, grad_maps, weights = (torch.stack(parts) for parts in zip(*cams))
         results[name] = BatchGradCam(name, target_class, cam, activation, grad_maps, weights,

@@ -28,12 +28,12 @@ from .edits import check_call
 from .errors import CaptureError, LayerScopeError
 from .gradients import class_score, target_pixels
 from .hooks import Hook, hooked
-from .intervene import capture_storage, reuse_names, run_edited
+from .intervene import capture_storage, reusable, reuse_names, run_edited
 from .nested import iter_tensors, map_tensors
 from .safety import as_args, prepare_inputs, run_model
 from .zeroed import ZeroedConvs
 
-__all__ = ["ChannelImportance", "channel_importance"]
+__all__ = ["ChannelImportance", "channel_importance", "exact_drops"]
 
 
 @dataclass(frozen=True)
@@ -152,6 +152,32 @@ def channel_importance(
     return results[0] if rows == 1 else results
 
 
+def exact_drops(
+    model: nn.Module,
+    inputs: Any,
+    module: str,
+    target_class: int,
+    channels: list[int],
+    *,
+    score: float,
+    mask: torch.Tensor | None,
+    call: int = 0,
+    batch: int = 8,
+) -> dict[int, float]:
+    """``score`` minus the class score with each of ``channels`` zeroed (one image), for a
+    caller that has the estimate already (the Explorer, from its Grad-CAM pass): what may stand
+    in comes from LayerScope's cache (:func:`~layerscope.intervene.reusable`: a forward until
+    the module when it is not there), and only the suffix runs, in batches."""
+    named = dict(model.named_modules())
+    (name,) = resolve_modules(model, [module], named)
+    args = prepare_inputs(model, named, as_args(inputs))
+    cap = Capturer(model, storage=capture_storage(model))
+    replay, gated = reusable(cap, inputs, [name])
+    values = _exact(model, named, args, name, call, channels, target_class, mask, batch,
+                    replay, gated)  # fmt: skip
+    return {c: score - v for c, v in values.items()}
+
+
 def _row(obj: Any, i: int, rows: int) -> Any:
     """Row ``i`` of every tensor in ``obj`` (kept 4-D: ``t[i:i+1]``); None when a tensor's
     first dimension is not the batch (it cannot be split by image)."""
@@ -190,10 +216,11 @@ def _exact(
     """S with each channel zeroed, ``batch`` channels per forward through the suffix (``replay``
     and ``gated`` stand in for what the zeroing cannot reach)."""
     scores: dict[int, float] = {}
+    full: dict[Any, torch.Tensor] = {}  # conv(unedited map), made once for every chunk
     for start in range(0, len(channels), max(1, batch)):
         chunk = channels[start : start + max(1, batch)]
 
-        shortcut = ZeroedConvs(chunk)  # the convolutions reading the zeroed copies: linear
+        shortcut = ZeroedConvs(chunk, full)  # the convolutions reading the zeroed copies: linear
 
         def zero(
             index: int, out: Any, chunk: list[int] = chunk, shortcut: ZeroedConvs = shortcut

@@ -26,11 +26,14 @@ __all__ = ["ZeroedConvs"]
 class ZeroedConvs(TorchFunctionMode):
     """Inside, once :meth:`arm` named them, ``conv2d(edited, ...)`` with ``edited`` the batch
     whose row i is ``base`` (one row) with channel ``channels[i]`` zeroed is computed from
-    ``base``. ``calls`` counts the convolutions answered so."""
+    ``base``. ``calls`` counts the convolutions answered so. ``full``: the convolutions of
+    ``base`` already made, shared between instances armed with the same ``base``."""
 
-    def __init__(self, channels: list[int]) -> None:
+    def __init__(self, channels: list[int], full: dict[Any, torch.Tensor] | None = None) -> None:
         super().__init__()
         self.channels = channels
+        # conv(base) per convolution, shared by the chunks of one measurement (same base)
+        self.full = full if full is not None else {}
         self.edited: torch.Tensor | None = None
         self.base = torch.empty(0)
         self.version = 0
@@ -66,7 +69,10 @@ class ZeroedConvs(TorchFunctionMode):
             return None  # not the plain case worked out above: run it as it is
         conv = torch.nn.functional.conv2d
         with torch._C.DisableTorchFunction():  # our own convolutions are not the model's
-            full = conv(self.base, weight, bias, stride, padding, dilation)  # (1, O, h, w)
+            key = (id(weight), weight._version, str(stride), str(padding), str(dilation))
+            full = self.full.get(key)
+            if full is None:
+                full = self.full[key] = conv(self.base, weight, bias, stride, padding, dilation)
             rows, out_channels = len(self.channels), weight.shape[0]
             picked = self.base[:, self.channels]  # (1, B, H, W): row i's zeroed channel
             # Group i reads channel c_i with W[:, c_i]: (B * O, 1, kh, kw), groups B.

@@ -22,7 +22,7 @@ from ..capture import Capturer
 from ..edits import Ablate
 from ..errors import LayerScopeError
 from ..gradients import GradCam, grad_cams
-from ..importance import ChannelImportance, channel_importance
+from ..importance import ChannelImportance, channel_importance, exact_drops
 from ..intervene import intervene
 from ..models import torchvision_class_names
 from ..nested import first_tensor
@@ -320,7 +320,7 @@ class Session:
                 name, cls, float(score), estimate.numpy(), order.numpy(), exact
             )
         with self.busy(f"channel importance of {name}"):
-            result = channel_importance(
+            result = self._importance_from_gradcam(name, cls, call) or channel_importance(
                 self.model, self.inputs, name, cls, exact_top=EXACT_TOP, call=call
             )
         kept = (
@@ -332,6 +332,32 @@ class Session:
         )
         self.capturer.keep_derived(self.inputs, key, kept)
         return result
+
+    def _importance_from_gradcam(self, name: str, cls: int, call: int) -> ChannelImportance | None:
+        """The importance of ``name`` from the Grad-CAM pass the views already made for this
+        image and class (its gradient at the module, the capture's activation: the estimate
+        is their product summed over positions, the same class score), then only the exact
+        drops run. None when that pass or the outputs are not in the store, or for a module
+        whose maps are not its (N, C, H, W) output as it is."""
+        cached = self.capturer.derived(self.inputs, ("gradcam", cls, ()))
+        layout = self.layouts.get(name)
+        as_is = layout is None or (layout.channels, layout.rows, layout.cols) == (1, 2, 3)
+        if call != 0 or not cached or name not in cached or not as_is:
+            return None
+        if not self.capturer.holds(self.inputs, name):
+            return None
+        acts = self.capturer.capture(self.inputs, [name])  # from the cache
+        out, (_, gradient, extra, kept) = first_tensor(acts.calls(name)[0]), cached[name]
+        if out is None or out.dim() != 4 or tuple(out.shape[1:]) != tuple(gradient.shape):
+            return None
+        a, g = out[0].float(), gradient.to(out.device).float()
+        estimate = (a * g).reshape(a.shape[0], -1).sum(1).cpu().numpy()
+        order = np.argsort(-estimate, kind="stable")
+        mask = kept if kept.numel() else None  # the pixels Grad-CAM's score summed over
+        score = float(extra[0])
+        top = [int(c) for c in order[:EXACT_TOP]]
+        exact = exact_drops(self.model, self.inputs, name, cls, top, score=score, mask=mask)
+        return ChannelImportance(name, cls, score, estimate, order, exact)
 
     # -- Grad-CAM ------------------------------------------------------------------------------
 
@@ -352,13 +378,14 @@ class Session:
                     self.model, self.inputs, missing, cls, region=mask, layouts=layouts
                 ).items():
                     assert isinstance(g, GradCam)  # one image: one result per module
-                    have[name] = (g.cam, g.gradient, torch.tensor([g.score, g.pixels]))
+                    extra = torch.tensor([g.score, g.pixels])
+                    mask = g.mask if g.mask is not None else torch.empty(0, dtype=torch.bool)
+                    have[name] = (g.cam, g.gradient, extra, mask)
             # Only what the views draw is kept: the CAM and the gradient, not the activation.
             self.capturer.keep_derived(self.inputs, key, have)
         out = {}
-        for name, (cam, gradient, extra) in have.items():
+        for name, (cam, gradient, extra, mask) in have.items():
             score, pixels = float(extra[0]), int(extra[1])
-            out[name] = GradCam(
-                name, cls, cam, torch.empty(0), gradient, torch.empty(0), score, pixels
-            )
+            out[name] = GradCam(name, cls, cam, torch.empty(0), gradient, torch.empty(0), score,
+                                pixels, mask if mask.numel() else None)  # fmt: skip
         return out
