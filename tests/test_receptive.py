@@ -67,3 +67,31 @@ def test_matches_the_support_of_the_input_gradient(module, unit, side):
     # The gradient reaches exactly the analytic field (end exclusive), inside the image.
     assert (rows.min().item(), rows.max().item() + 1) == (max(0, y0), min(side, y1))
     assert (cols.min().item(), cols.max().item() + 1) == (max(0, x0), min(side, x1))
+
+
+def test_fields_are_kept_per_structure_and_shape_and_shared_with_the_explorer():
+    import copy
+
+    import layerscope as ls
+    from conftest import ForwardCounter
+
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18().eval()
+    pre = ls.Preprocess(resize=(64, 64))
+    ex = ls.Explorer(net, ls.sample_image(), preprocess=pre, hooked_modules=["layer2"])
+    fresh = receptive_fields(copy.deepcopy(net), ex.inputs)  # independent: another model object
+    counter = ForwardCounter(net.conv1)
+    try:
+        kept = receptive_fields(net, ex.inputs)  # the Explorer's trace: no forward
+        again = receptive_fields(net, torch.randn(1, 3, 64, 64))  # same shape, other values
+    finally:
+        counter.remove()
+    assert counter.count == 0
+    assert kept == again == fresh
+    # Another shape, or another structure (a module replaced), is traced again.
+    assert receptive_fields(net, torch.randn(1, 3, 96, 96)) == receptive_fields(
+        copy.deepcopy(net), torch.randn(1, 3, 96, 96)
+    )
+    net.conv1 = torch.nn.Conv2d(3, 64, 7, stride=4, padding=3, bias=False)
+    changed = receptive_fields(net, torch.randn(1, 3, 64, 64))
+    assert changed["layer2"].stride == (16, 16) != fresh["layer2"].stride

@@ -12,6 +12,8 @@ covered without a hand-written table. This module holds the arithmetic."""
 from __future__ import annotations
 
 import math
+import weakref
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -109,10 +111,42 @@ def resize(f: Field, n_in: tuple[int, int], n_out: tuple[int, int], align: bool)
 def receptive_fields(model: nn.Module, inputs: torch.Tensor) -> dict[str, ReceptiveField]:
     """Receptive field of every module whose output is a 4-D map, from one forward pass on
     ``inputs`` (a (N, C, H, W) batch) in eval mode without gradients. The model is left as it
-    was found."""
+    was found. Fields depend on the architecture and the input's shape, not on values: they
+    are kept per model for its module structure and that shape (the Explorer's trace fills the
+    same place), so asking again runs no forward."""
     from .safety import model_kept_as_found
     from .tracer import ForwardTracer
 
+    key = _fields_key(model, inputs)
+    known = _FIELDS.get(model, {}).get(key)
+    if known is not None:
+        return dict(known)
     with model_kept_as_found(model, train=False), ForwardTracer(model, inputs) as tracer:
         model(inputs)
+    remember_fields(model, inputs, tracer.fields)
     return tracer.fields
+
+
+# model -> (module structure, input shape) -> fields. Weakly keyed: kept no longer than the model.
+_FIELDS: weakref.WeakKeyDictionary[nn.Module, dict[Hashable, dict[str, ReceptiveField]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _fields_key(model: nn.Module, inputs: torch.Tensor) -> Hashable:
+    from .fingerprint import input_signature, structure_id
+
+    return (structure_id(dict(model.named_modules())), input_signature((inputs,)))
+
+
+def remember_fields(
+    model: nn.Module, inputs: torch.Tensor, fields: dict[str, ReceptiveField]
+) -> None:
+    """Keep fields traced on ``inputs`` for :func:`receptive_fields` to return (a few shapes
+    per model)."""
+    if not fields:
+        return
+    kept = _FIELDS.setdefault(model, {})
+    if len(kept) >= 8:
+        kept.pop(next(iter(kept)))
+    kept[_fields_key(model, inputs)] = dict(fields)

@@ -28,7 +28,7 @@ from ..models import torchvision_class_names
 from ..nested import first_tensor
 from ..outputs import class_output
 from ..preprocess import PreparedImage, Preprocess, prepare_image
-from ..receptive import ReceptiveField
+from ..receptive import ReceptiveField, remember_fields
 from ..reduce import pool_factor, pool_mean
 from ..spatial import Layout
 from ..tracer import ForwardTracer
@@ -132,6 +132,7 @@ class Session:
             )
         if tracer.layouts or tracer.fields:  # a cached output runs no forward: keep what ran
             self._traced[shape] = (tracer.fields, tracer.layouts)
+            remember_fields(self.model, self.inputs, tracer.fields)  # receptive_fields() too
         self.fields, self.layouts = self._traced.get(shape, ({}, {}))
         # Classes are read off the output only when their names are known (presets, a Hugging
         # Face config, class_names=, or a torchvision model passed as itself): a custom model's
