@@ -172,7 +172,9 @@ def apply_edit(module: str, edit: Edit, out: Any, patch: Any = None) -> Any:
                 f"{module} gives {tuple(out.shape)} here and {tuple(patch.shape)} on the other "
                 "inputs: a Patch needs the same shape (the same input size)"
             )
-        return patch.to(device=out.device, dtype=out.dtype)
+        # A copy: the patch is a capture in LayerScope's store, and the model may write into
+        # what a module returns (ResNet's `out += identity`, an in-place ReLU).
+        return patch.to(device=out.device, dtype=out.dtype, copy=True)
     if callable(edit):
         edited = edit(out.clone() if isinstance(out, torch.Tensor) else out)
         if isinstance(out, torch.Tensor) and (

@@ -153,6 +153,15 @@ def structure_id(names_to_modules: dict[str, nn.Module]) -> Hashable:
     return tuple((name, id(m)) for name, m in names_to_modules.items())
 
 
+def architecture_id(names_to_modules: dict[str, nn.Module]) -> Hashable:
+    """The modules and their settings (``extra_repr``: a convolution's stride, padding and
+    dilation, a pooling's kernel...): what receptive fields and the path to a unit depend on,
+    also after a setting is changed in place (``conv.stride = (1, 1)``)."""
+    return tuple(
+        (name, id(m), type(m).__qualname__, m.extra_repr()) for name, m in names_to_modules.items()
+    )
+
+
 def _freeze(obj: Any) -> Any:
     if isinstance(obj, dict):
         return ("dict", tuple((k, _freeze(v)) for k, v in obj.items()))

@@ -27,6 +27,7 @@ from .activations import Activations
 from .capture import Capturer, resolve_modules
 from .edits import Edit, Patch, apply_edit, edit_call
 from .errors import LayerScopeError
+from .fingerprint import weights_fingerprint
 from .gate import Gated, Taint
 from .hooks import Hook, hooked
 from .nested import iter_tensors, map_tensors
@@ -123,10 +124,22 @@ def intervene(
     later = reuse_names(named, schedule, edited)[1] if schedule and reuse else []
     siblings = [n for n in later if n not in edited]
 
+    weights = weights_fingerprint(named)  # the baseline must be of these weights too
+
     def baseline() -> Activations:
+        if weights_fingerprint(named) != weights:
+            raise LayerScopeError(
+                "the model's weights changed since intervene() ran: its baseline (the unedited "
+                "output) is of the weights then; read res.baseline before changing the model, "
+                "or call intervene() again"
+            )
         if siblings and not cap.holds(frozen, ""):  # a full forward anyway: keep what may
             cap.capture(frozen, ["", *siblings], stop_early=False)  # stand in next time
-        return cap.capture(frozen, ["", *wanted], stop_early=False)
+        acts = cap.capture(frozen, ["", *wanted], stop_early=False)
+        if not _full_precision(model, [acts.output, *(acts.calls(n) for n in wanted)]):
+            # kept in bfloat16 by the budget: the edited output is not, so compute it afresh
+            acts = cap.capture(frozen, ["", *wanted], stop_early=False, cache=False)
+        return acts
 
     def fn(name: str, edit: Edit) -> EditFn:
         only = edit_call(edit)

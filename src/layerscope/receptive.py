@@ -134,9 +134,9 @@ _FIELDS: weakref.WeakKeyDictionary[nn.Module, dict[Hashable, dict[str, Receptive
 
 
 def _fields_key(model: nn.Module, inputs: torch.Tensor) -> Hashable:
-    from .fingerprint import input_signature, structure_id
+    from .fingerprint import architecture_id, input_signature
 
-    return (structure_id(dict(model.named_modules())), input_signature((inputs,)))
+    return (architecture_id(dict(model.named_modules())), input_signature((inputs,)))
 
 
 def remember_fields(

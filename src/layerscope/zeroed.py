@@ -69,7 +69,8 @@ class ZeroedConvs(TorchFunctionMode):
             return None  # not the plain case worked out above: run it as it is
         conv = torch.nn.functional.conv2d
         with torch._C.DisableTorchFunction():  # our own convolutions are not the model's
-            key = (id(weight), weight._version, str(stride), str(padding), str(dilation))
+            key = (id(weight), weight._version, None if bias is None else (id(bias), bias._version),
+                   str(stride), str(padding), str(dilation))  # fmt: skip
             full = self.full.get(key)
             if full is None:
                 full = self.full[key] = conv(self.base, weight, bias, stride, padding, dilation)

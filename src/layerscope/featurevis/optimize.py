@@ -21,7 +21,7 @@ from torch import nn
 
 from ..capture import resolve_modules
 from ..errors import ArgumentError, LayerScopeError
-from ..fingerprint import weights_fingerprint
+from ..fingerprint import architecture_id, weights_fingerprint
 from ..hooks import hooked
 from ..nested import first_tensor
 from ..preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
@@ -136,7 +136,7 @@ def visualize(
     settings = (size, steps, param, decorrelate, _key(transforms), _key(objective), lr, seed,
                 tuple(pre.mean), tuple(pre.std))  # fmt: skip
     cache = _CACHE.setdefault(model, OrderedDict())
-    weights = weights_fingerprint(named)
+    weights = (weights_fingerprint(named), architecture_id(named))  # values and structure
     keys = {c: (weights, name, c, settings) for c in chans}
     todo = list(dict.fromkeys(c for c in chans if keys[c] not in cache))
     if todo:
