@@ -138,3 +138,23 @@ def test_the_visualization_cache_follows_the_structure_and_the_seed():
     c = visualize(model, "2", 0, steps=5, size=16, progress=False)
     fresh = visualize(copy.deepcopy(model), "2", 0, steps=5, size=16, progress=False)
     assert torch.equal(c.tensor, fresh.tensor) and not torch.equal(c.tensor, a.tensor)
+
+
+def test_outputs_the_budget_kept_in_bfloat16_do_not_stand_in():
+    torch.manual_seed(0)
+    block = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1)
+    )
+    model = nn.Sequential(block, nn.ReLU(), nn.Conv2d(16, 5, 1)).eval()
+    x = torch.randn(1, 3, 64, 64)
+    h = model[1].register_forward_hook(lambda m, a, o: o.index_fill(1, torch.tensor([0]), 0))
+    with torch.no_grad():
+        by_hand = model(x)
+    h.remove()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        cap = Capturer(model, memory_budget=150_000)
+        cap.capture(x, [""], stop_early=False)
+        assert cap.capture(x, ["0"]).calls("0")[0].dtype == torch.bfloat16  # the situation
+        res = ls.intervene(model, x, {"1": ls.Ablate([0])})
+    assert "0" not in res.reused and torch.equal(res.output, by_hand)
