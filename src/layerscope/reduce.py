@@ -34,8 +34,8 @@ Aggregate = Literal["mean", "max", "l2"]
 
 
 class StatsJson(TypedDict):
-    """:meth:`Stats.to_json`: what the widget sends as its ``StatsPayload`` (the type checker
-    holds the two to the same keys and types)."""
+    """:meth:`Stats.to_json` (the widget's ``StatsPayload``): over the finite values; ``nan``,
+    ``posinf`` and ``neginf`` count the others."""
 
     mean: float
     std: float

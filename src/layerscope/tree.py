@@ -14,7 +14,7 @@ __all__ = ["module_tree"]
 
 
 class ModuleNode(TypedDict):
-    """One node of :func:`module_tree` (the widget's ``TreeNode``)."""
+    """One node of :func:`module_tree` (the widget's ``TreeNode``: the same type)."""
 
     id: str
     name: str

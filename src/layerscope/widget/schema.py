@@ -18,6 +18,11 @@ from typing import Any, Literal, TypedDict, get_args
 
 import numpy as np
 
+from ..images import GeometryJson as GeometryPayload
+from ..receptive import FieldJson as FieldPayload
+from ..reduce import StatsJson as StatsPayload
+from ..spatial import LayoutJson as LayoutPayload
+from ..tree import ModuleNode as TreeNode
 from .contract import DTYPES
 
 __all__ = [
@@ -67,44 +72,9 @@ class ImagePayload(TypedDict):
     size: list[int]  # (H, W)
 
 
-class GeometryPayload(TypedDict):
-    image_size: list[int]
-    input_size: list[int]
-    scale: list[float]
-    offset: list[float]
-    source_size: list[int] | None
-
-
-class StatsPayload(TypedDict):
-    """Over the finite values; ``nan``, ``posinf`` and ``neginf`` count the others."""
-
-    mean: float
-    std: float
-    min: float
-    max: float
-    zero_fraction: float
-    count: int
-    nan: int
-    posinf: int
-    neginf: int
-
-
 class HistogramPayload(TypedDict):
     counts: list[int]
     edges: list[float]
-
-
-class FieldPayload(TypedDict):
-    size: list[float]
-    stride: list[float]
-    padding: list[float]
-
-
-class LayoutPayload(TypedDict):
-    name: Literal["NCHW", "NHWC", "NLC", "NCL"]
-    grid: list[int]
-    skip: int
-    source: Literal["traced", "given", "assumed"]
 
 
 class _LayerAlways(TypedDict):
@@ -316,20 +286,6 @@ class StatusPayload(_StatusAlways, total=False):
     unit: str
     label: str
     seconds: float
-
-
-class TreeNode(TypedDict):
-    id: str
-    name: str
-    cls: str
-    parent: str | None
-    children: list[str]
-    depth: int
-    params: int
-    total_params: int
-    shape: Any
-    calls: int | None
-    rf: FieldPayload | None
 
 
 class UploadPayload(TypedDict, total=False):
