@@ -11,6 +11,7 @@ import torchvision
 import layerscope as ls
 from conftest import build_deeplab
 from layerscope.gradients import BatchGradCam
+from test_gradcam import activation_and_gradient
 from test_interventions import ConvModules, by_hand, zero
 
 
@@ -34,30 +35,12 @@ def batch(model):
     raise AssertionError("no class predicted in both images")
 
 
-def _by_hand(model, x, module, score_fn):
-    """Activation and gradient of one image's own score, in a forward of its own."""
-    kept = {}
-
-    def hook(m, a, out):
-        out.retain_grad()
-        kept["a"] = out
-
-    handle = dict(model.named_modules())[module].register_forward_hook(hook)
-    try:
-        score = score_fn(model(x))
-        score.backward()
-    finally:
-        handle.remove()
-        model.zero_grad(set_to_none=True)
-    return kept["a"][0].detach(), kept["a"].grad[0], float(score)
-
-
 def test_grad_cam_of_a_batch_is_each_images_own(model, batch):
     xb, cls, masks = batch
     res = ls.grad_cam(model, xb, "backbone.layer4", cls)
     assert isinstance(res, BatchGradCam) and len(res) == 2 and res.cam.shape[0] == 2
     for i in range(2):
-        a, g, score = _by_hand(model, xb[i : i + 1], "backbone.layer4",
+        a, g, score = activation_and_gradient(model, xb[i : i + 1], "backbone.layer4",
                                lambda o, i=i: (o["out"][0, cls] * masks[i]).sum())  # fmt: skip
         cam = torch.relu((g.mean((1, 2))[:, None, None] * a).sum(0))
         torch.testing.assert_close(res.cam[i], cam, rtol=1e-3, atol=1e-4)
@@ -68,7 +51,7 @@ def test_grad_cam_of_a_batch_is_each_images_own(model, batch):
     regions = torch.zeros(2, 96, 96, dtype=torch.bool)
     regions[0, :40, :40], regions[1, 50:, 50:] = True, True
     boxed = ls.grad_cam(model, xb, "backbone.layer4", cls, region=regions)
-    a, g, _ = _by_hand(model, xb[1:], "backbone.layer4",
+    a, g, _ = activation_and_gradient(model, xb[1:], "backbone.layer4",
                        lambda o: (o["out"][0, cls] * regions[1]).sum())  # fmt: skip
     cam = torch.relu((g.mean((1, 2))[:, None, None] * a).sum(0))
     torch.testing.assert_close(boxed.cam[1], cam, rtol=1e-3, atol=1e-4)
@@ -108,7 +91,7 @@ def test_grad_cam_of_a_classifier_batch_uses_each_images_logit():
     res = ls.grad_cams(net, xb, ["layer3", "layer4"], 7)
     for i in range(3):
         for name in ("layer3", "layer4"):
-            a, g, score = _by_hand(net, xb[i : i + 1], name, lambda o: o[0, 7])
+            a, g, score = activation_and_gradient(net, xb[i : i + 1], name, lambda o: o[0, 7])
             cam = torch.relu((g.mean((1, 2))[:, None, None] * a).sum(0))
             torch.testing.assert_close(res[name].cam[i], cam, rtol=1e-3, atol=1e-5)
             assert res[name].scores[i] == pytest.approx(score, rel=1e-4)
@@ -126,7 +109,7 @@ def test_channel_importance_of_a_batch_is_each_images_own(model, batch):
     assert convs.count == plain.count + 2 * heads
     assert len(results) == 2
     for i, imp in enumerate(results):
-        a, g, score = _by_hand(model, xb[i : i + 1], "backbone.layer4",
+        a, g, score = activation_and_gradient(model, xb[i : i + 1], "backbone.layer4",
                                lambda o, i=i: (o["out"][0, cls] * masks[i]).sum())  # fmt: skip
         torch.testing.assert_close(torch.from_numpy(imp.estimate), (a * g).sum((1, 2)),
                                    rtol=1e-3, atol=1e-3)  # fmt: skip

@@ -15,8 +15,9 @@ from layerscope import Explorer
 from layerscope.gradients import grad_cam, grad_cams
 
 
-def _direct_cam(model, x, module, score_fn):
-    """Grad-CAM by hand: retain the module output's gradient, backward, weight, sum, ReLU."""
+def activation_and_gradient(model, x, module, score_fn):
+    """By hand: the module's output (first row) with its gradient kept (``retain_grad``), one
+    backward of ``score_fn(output)``; returns the activation, its gradient and the score."""
     kept = {}
 
     def hook(m, a, out):
@@ -25,10 +26,17 @@ def _direct_cam(model, x, module, score_fn):
 
     handle = dict(model.named_modules())[module].register_forward_hook(hook)
     try:
-        score_fn(model(x)).backward()
+        score = score_fn(model(x))
+        score.backward()
     finally:
         handle.remove()
-    a, g = kept["a"][0].detach(), kept["a"].grad[0]
+        model.zero_grad(set_to_none=True)
+    return kept["a"][0].detach(), kept["a"].grad[0], float(score)
+
+
+def _direct_cam(model, x, module, score_fn):
+    """Grad-CAM by hand: retain the module output's gradient, backward, weight, sum, ReLU."""
+    a, g, _ = activation_and_gradient(model, x, module, score_fn)
     return torch.relu((g.mean((1, 2))[:, None, None] * a).sum(0)), g
 
 
