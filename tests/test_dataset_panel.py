@@ -71,6 +71,8 @@ def test_opening_an_example_shows_its_image_with_the_unit_marked(swept):
     assert ex.view.unit == ex._unit_mark
     fig = ex.figure("overlay")
     assert [s.line.color for s in fig.layout.shapes] == ["#00e5ff", "#00e5ff"]
+    # The widget's photo shows the same outlines (its view is sent with the mark).
+    assert ex._view_image["layout"]["shapes"] == fig.to_dict()["layout"]["shapes"]
     ex.set_image(ls.sample_image())  # another image: the mark goes
     assert ex._unit_mark == {} and ex.view.unit is None
 

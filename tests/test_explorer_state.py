@@ -15,7 +15,8 @@ import layerscope as ls
 from conftest import build_deeplab
 from layerscope import Explorer
 from layerscope.models import load_preset
-from layerscope.widget.figures import VIEWS
+from layerscope.widget.figures import view_names
+from layerscope.widget.panels import REGISTRY
 
 
 def _payload_bytes(obj) -> int:
@@ -178,7 +179,8 @@ def test_payload_stays_small_for_a_2048_channel_layer(preset):
 
 def test_figures_export_what_is_shown(explorer):
     explorer.hooked_modules = ["backbone.layer2"]
-    for view in set(VIEWS) - {"vector", "gradcam", "ablation", "importance", "dataset"}:
+    views = set(view_names({p.name: p() for p in REGISTRY}))
+    for view in views - {"vector", "gradcam", "gradient", "ablation", "importance", "dataset"}:
         fig = explorer.figure(view)
         assert isinstance(fig, go.Figure) and fig.data or fig.layout.images, view
     z = np.asarray(explorer.figure("channel").data[0].z)

@@ -47,13 +47,23 @@ class Brightness(Panel):
     name = "brightness"
     after = ("channel",)
     inputs = ("brightness_threshold",)
-    owns = {"_brightness": None}  # a trait of its own, not part of the view-state
+    owns = {"_brightness": "extra._brightness"}  # its own trait, in the view-state's extras
     validates = ("brightness_threshold",)
     traits = {
         "brightness_threshold": traitlets.Float(0.0).tag(sync=True),
         "_brightness": traitlets.Dict().tag(sync=True),
     }
+    views = shown = ("brightness",)  # drawn by figure(), the export and the browser alike
     built: list[int] = []  # the channel each build saw
+
+    def figure(self, view, name):
+        b = view.extra.get("_brightness")
+        if not b:
+            raise ls.NotReadyError("no channel to measure")
+        return {"data": [{"type": "bar", "x": ["above", "below"],
+                          "y": [b["share"], 1 - b["share"]]}],
+                "layout": {"title": {"text": f"channel {b['channel']}: share above"},
+                           "height": 200}}  # fmt: skip
 
     def check(self, ctx, name, value):
         if not value >= 0:
@@ -81,7 +91,7 @@ def _share(ex, channel, threshold):
     return float((ex.activations["relu"][0, channel].numpy() > threshold).mean())
 
 
-def test_a_panel_from_outside_runs_after_what_it_reads_in_the_same_message():
+def test_a_panel_from_outside_runs_after_what_it_reads_in_the_same_message(tmp_path):
     ex = _explorer(brightness_threshold=0.1)
     ch = ex.selected_channel
     assert ex.errors == {} and ex._brightness["channel"] == ch
@@ -92,7 +102,9 @@ def test_a_panel_from_outside_runs_after_what_it_reads_in_the_same_message():
     Brightness.built.clear()
     ex.set_state({"selected_channel": other})  # a click: the channel panel, then this one
     published = [k for k in sent if k]
-    assert len(published) == 1 and {"_channel", "_brightness"} <= published[0]  # one message
+    # One message, with the panel's view drawn from its new payload.
+    assert len(published) == 1
+    assert {"_channel", "_brightness", "_view_brightness"} <= published[0]
     assert Brightness.built == [other]  # once, and it saw the new channel's payload
     assert ex._brightness == {"channel": other, "share": pytest.approx(_share(ex, other, 0.1))}
     layer, channel = ex._layer, ex._channel
@@ -102,6 +114,16 @@ def test_a_panel_from_outside_runs_after_what_it_reads_in_the_same_message():
     assert Brightness.built == [other, other]
     assert ex._layer is layer and ex._channel is channel
     assert ex._brightness["share"] == pytest.approx(_share(ex, other, 0.5))
+    # Its view: figure() and the widget's trait draw the same, and the export includes it.
+    fig = ex.figure("brightness")
+    share = _share(ex, other, 0.5)
+    assert fig.layout.title.text == f"channel {other}: share above"
+    assert list(fig.data[0].y) == pytest.approx([share, 1 - share])
+    sent = ex._view_brightness
+    assert sent["layout"]["title"]["text"] == fig.layout.title.text
+    assert sent["data"][0]["y"] == pytest.approx([share, 1 - share])
+    html = ex.to_html(tmp_path / "r.html").read_text()
+    assert f"channel {other}: share above" in html
     # The panel's traits are this Explorer's: the package's Explorer has none of them.
     plain = ls.Explorer(Net(), IMAGE, class_names=CLASSES, hooked_modules=["relu"])
     assert not plain.has_trait("brightness_threshold") and plain.errors == {}

@@ -2,13 +2,12 @@
 // affects once per animation frame, and links heatmaps and image on hover without the kernel.
 
 import { h } from "./controls.js";
-import { drawDataset } from "./dataset.js";
 import { cellAt } from "./geometry.js";
 import * as panels from "./panels.js";
+import { cellMark } from "./spec.js";
 import { ViewState } from "./state.js";
 import { drawHeader, drawImageControls, drawToolbar, sendFile } from "./toolbar.js";
 import { TreeView } from "./tree.js";
-import { heatmapFigure, imageFigure } from "./views.js";
 
 /**
  * @typedef {import("./context.js").Model} Model
@@ -20,11 +19,22 @@ import { heatmapFigure, imageFigure } from "./views.js";
 
 const CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["select2d", "lasso2d"] };
 
-// Which parts of the widget a trait change affects.
+// Which parts of the widget a trait change affects. The views' specs (`_view_<name>`) come
+// from the kernel after every change that restyles them (options included).
 /** @type {Record<string, string[]>} */
 const AFFECTS = {
-  _layer: ["toolbar", "layout", "image", "channel", "aggregate", "grid", "histogram", "values"],
-  _channel: ["toolbar", "image", "channel", "histogram", "values"],
+  _view_image: ["image"],
+  _view_channel: ["maps"],
+  _view_aggregate: ["maps"],
+  _view_grid: ["grid"],
+  _view_histogram: ["histogram"],
+  _view_vector: ["histogram"],
+  _view_score: ["segmentation"],
+  _view_gradient: ["gradient"],
+  _view_importance: ["importance"],
+  _view_dataset: ["dataset"],
+  _layer: ["toolbar", "layout", "histogram", "values"],
+  _channel: ["toolbar", "histogram", "values"],
   _class_score: ["segmentation"],
   _segmentation: ["image", "segmentation", "toolbar"],
   _image: ["image"],
@@ -39,26 +49,23 @@ const AFFECTS = {
   _title: ["header"],
   image_name: ["images"],
   _samples: ["images"],
-  aggregate: ["image", "aggregate", "toolbar"],
-  overlay: ["image", "toolbar", "layout", "gradient"],
-  overlay_opacity: ["image"],
-  colorscale: ["image", "channel", "aggregate", "grid", "segmentation"],
-  _gradcam: ["image", "layout", "gradient"],
-  gradcam_region: ["toolbar", "image"],
+  aggregate: ["toolbar"],
+  overlay: ["toolbar"],
+  gradcam_region: ["toolbar"],
   _prediction: ["segmentation", "toolbar"],
   selected_frame: ["toolbar"],
   selected_class: ["segmentation"],
   _ablation: ["image", "segmentation", "toolbar"],
   ablations: ["toolbar", "grid"],
-  _importance: ["importance", "layout"],
   show_importance: ["toolbar"],
   _dataset: ["dataset"],
-  _unit_mark: ["image"],
 };
+// Every part that hands plotly a figure: redrawn when the theme changes.
+const PLOTTED = ["image", "maps", "gradient", "histogram", "segmentation", "importance", "dataset"];
 
 /**
  * @param {HTMLElement} el
- * @returns {import("./views.js").Theme}
+ * @returns {import("./spec.js").Theme}
  */
 function themeOf(el) {
   const style = getComputedStyle(el);
@@ -92,13 +99,13 @@ function buildDom() {
     emptyHint: h("div", "layerscope-empty", "Click a module in the tree to capture its output."),
     imagePlot: h("div", "layerscope-plot layerscope-plot-image"),
     channelPlot: h("div", "layerscope-plot layerscope-plot-channel"),
+    vectorPlot: h("div", "layerscope-plot layerscope-plot-vector"),
     aggregatePlot: h("div", "layerscope-plot layerscope-plot-aggregate"),
     histPlot: h("div", "layerscope-plot layerscope-plot-histogram"),
     gradPlot: h("div", "layerscope-plot layerscope-plot-gradient"),
     scorePlot: h("div", "layerscope-plot layerscope-plot-score"),
     importancePlot: h("div", "layerscope-plot layerscope-plot-importance"),
     datasetPlot: h("div", "layerscope-plot layerscope-plot-dataset"),
-    datasetBox: h("div", "layerscope-panel layerscope-dataset-panel"),
     gridBox: h("div", "layerscope-panel layerscope-grid-panel"),
     statsBox: h("div", "layerscope-panel layerscope-stats-panel"),
     valuesBox: h("div", "layerscope-panel layerscope-values"),
@@ -110,6 +117,7 @@ function buildDom() {
   dom.panels.append(
     dom.imagePlot,
     dom.channelPlot,
+    dom.vectorPlot,
     dom.aggregatePlot,
     dom.histPlot,
     dom.gradPlot,
@@ -119,7 +127,6 @@ function buildDom() {
     dom.segBox,
     dom.scorePlot,
     dom.importancePlot,
-    dom.datasetBox,
     dom.datasetPlot,
   );
   dom.views.append(dom.chips, dom.toolbar, dom.emptyHint, dom.panels);
@@ -137,6 +144,7 @@ export function createApp({ model, el, plotly }) {
   const plots = [
     dom.imagePlot,
     dom.channelPlot,
+    dom.vectorPlot,
     dom.aggregatePlot,
     dom.histPlot,
     dom.gradPlot,
@@ -192,16 +200,28 @@ export function createApp({ model, el, plotly }) {
     toolbar: () => drawToolbar(ctx),
     layout: () => panels.drawLayout(ctx),
     image: () => panels.drawImage(ctx),
-    channel: () => panels.drawChannel(ctx),
-    aggregate: () => panels.drawAggregate(ctx),
+    maps: () => panels.drawMaps(ctx),
     grid: () => panels.drawGrid(ctx),
     histogram: () => panels.drawHistogram(ctx),
     gradient: () => panels.drawGradient(ctx),
     values: () => panels.drawValues(ctx),
     segmentation: () => panels.drawSegmentation(ctx),
     importance: () => panels.drawImportance(ctx),
-    dataset: () => drawDataset(ctx),
+    dataset: () => panels.drawDataset(ctx),
   };
+  // A view of a panel with no front-end module of its own: a plot of its own, drawn as given.
+  const affects = { ...AFFECTS };
+  const plotted = [...PLOTTED];
+  for (const name of model.get("_shown_views") || []) {
+    if (`_view_${name}` in affects) continue;
+    const plot = h("div", `layerscope-plot layerscope-plot-${name}`);
+    plot.hidden = true;
+    dom.panels.append(plot);
+    plots.push(plot);
+    PARTS[`view:${name}`] = () => panels.drawView(ctx, plot, name);
+    affects[`_view_${name}`] = [`view:${name}`];
+    plotted.push(`view:${name}`);
+  }
 
   function render() {
     frame = 0;
@@ -231,19 +251,12 @@ export function createApp({ model, el, plotly }) {
   function linkCell(cell) {
     st.hoverCell = cell;
     const boxes = st.imageBoxes();
-    const image = model.get("_image");
-    if (/** @type {any} */ (dom.imagePlot).layout && image?.size) {
-      plotly.relayout(dom.imagePlot, {
-        shapes: imageFigure({ imageUrl: st.imageUrl, size: image.size, theme: ctx.theme(), title: "", boxes }).layout
-          .shapes,
-      });
+    if (/** @type {any} */ (dom.imagePlot).layout) {
+      plotly.relayout(dom.imagePlot, { shapes: panels.withMarks(dom.imagePlot, st.imageShapes()) });
     }
-    const mark = st.cell();
-    const markShapes = mark
-      ? heatmapFigure({ z: [], title: "", colorscale: "Viridis", theme: ctx.theme(), mark }).layout.shapes
-      : [];
+    const marks = cellMark(st.cell());
     for (const p of [dom.channelPlot, dom.aggregatePlot]) {
-      if (/** @type {any} */ (p).layout) plotly.relayout(p, { shapes: markShapes });
+      if (/** @type {any} */ (p).layout) plotly.relayout(p, { shapes: panels.withMarks(p, marks) });
     }
     panels.drawValues(ctx);
     dom.imagePlot.dataset.box = boxes.length ? JSON.stringify(boxes[0].box) : "";
@@ -272,13 +285,19 @@ export function createApp({ model, el, plotly }) {
     const [y0, y1] = [...ev.range.y].sort((a, b) => a - b);
     st.drawingRegion = false;
     set("gradcam_region", [y0, x0, y1, x1]);
-    schedule(["toolbar", "image"]);
+    schedule(["toolbar", "image"]); // the drag mode; the region's outline comes with the view
   };
   const onUnhover = () => linkCell(null);
-  /** A bar of the channel-importance or dataset view selects its channel. @param {any} ev */
-  const onChannelBarClick = (ev) => {
+  /**
+   * A click on a view, by the role of the trace clicked: a dataset patch (`meta.rank`) opens
+   * its image; a bar that carries its channel (`customdata`) selects it.
+   * @param {any} ev
+   */
+  const onPlotClick = (ev) => {
     const p = pointOf(ev);
-    if (p && p.customdata !== undefined) set("selected_channel", Number(p.customdata));
+    const rank = p?.data?.meta?.rank;
+    if (rank !== undefined) model.send({ kind: "show-example", rank: Number(rank) });
+    else if (p && p.customdata !== undefined) set("selected_channel", Number(p.customdata));
   };
   /** @type {Array<[HTMLElement, string, (ev: any) => void]>} */
   const plotEvents = [
@@ -290,8 +309,8 @@ export function createApp({ model, el, plotly }) {
     [dom.imagePlot, "plotly_click", (ev) => onImagePoint(ev, true)],
     [dom.imagePlot, "plotly_unhover", onUnhover],
     [dom.imagePlot, "plotly_selected", onImageSelected],
-    [dom.importancePlot, "plotly_click", onChannelBarClick],
-    [dom.datasetPlot, "plotly_click", onChannelBarClick],
+    [dom.importancePlot, "plotly_click", onPlotClick],
+    [dom.datasetPlot, "plotly_click", onPlotClick],
   ];
   // Plotly attaches `.on` to a plot element on its first draw.
   function bindPlotEvents() {
@@ -323,14 +342,12 @@ export function createApp({ model, el, plotly }) {
   const READERS = {
     _layer: () => st.readLayer(),
     _channel: () => st.readChannel(),
-    _class_score: () => st.readScore(),
     _segmentation: () => st.readImage(),
     _image: () => st.readImage(),
-    _gradcam: () => st.readGradcam(),
     _ablation: () => st.readAblation(),
   };
   /** @type {Array<[string, () => void]>} */
-  const handlers = Object.entries(AFFECTS).map(([trait, parts]) => [
+  const handlers = Object.entries(affects).map(([trait, parts]) => [
     `change:${trait}`,
     () => {
       if (READERS[trait]) READERS[trait]();
@@ -348,11 +365,9 @@ export function createApp({ model, el, plotly }) {
     }
   });
   for (const p of plots) sizeWatch.observe(p);
-  // Follow JupyterLab's theme switches.
-  // Every part that hands plotly a figure draws with the theme's colours.
-  const themeWatch = new MutationObserver(() =>
-    schedule(["image", "channel", "aggregate", "gradient", "histogram", "segmentation", "importance", "dataset"]),
-  );
+  // Follow JupyterLab's theme switches: every part that hands plotly a figure draws with the
+  // theme's colours.
+  const themeWatch = new MutationObserver(() => schedule(plotted));
   themeWatch.observe(document.body, { attributes: true, attributeFilter: ["data-jp-theme-light", "class"] });
 
   st.readAll();

@@ -35,12 +35,14 @@ export function parseColor(color) {
 }
 
 /**
- * A 256-entry RGB lookup table of a scale: lut[3 * i + c].
- * @param {string} name
+ * A 256-entry RGB lookup table of a scale (by name, or its stops as a view spec gives them):
+ * lut[3 * i + c].
+ * @param {string | Array<[number, string]>} scale
  * @returns {Uint8ClampedArray}
  */
-export function lookupTable(name) {
-  const stops = colorscale(name).map(([t, c]) => /** @type {[number, number[]]} */ ([t, parseColor(c)]));
+export function lookupTable(scale) {
+  const given = typeof scale === "string" ? colorscale(scale) : scale;
+  const stops = given.map(([t, c]) => /** @type {[number, number[]]} */ ([t, parseColor(c)]));
   const lut = new Uint8ClampedArray(256 * 3);
   for (let i = 0; i < 256; i++) {
     const t = i / 255;

@@ -1,18 +1,18 @@
 // The shared context of the drawing functions: the model, the view state, the DOM parts.
 
 /**
- * @typedef {import("./views.js").Theme} Theme
+ * @typedef {import("./spec.js").Theme} Theme
  * @typedef {import("./schema.js").Model} Model
  * @typedef {{title: HTMLElement, status: HTMLElement, progress: HTMLProgressElement,
  *   notice: HTMLElement, error: HTMLElement, imageControls: HTMLElement, chips: HTMLElement,
  *   toolbar: HTMLElement, emptyHint: HTMLElement, imagePlot: HTMLElement,
- *   channelPlot: HTMLElement, aggregatePlot: HTMLElement, histPlot: HTMLElement,
+ *   channelPlot: HTMLElement, vectorPlot: HTMLElement, aggregatePlot: HTMLElement, histPlot: HTMLElement,
  *   gradPlot: HTMLElement, scorePlot: HTMLElement, gridBox: HTMLElement, statsBox: HTMLElement,
  *   valuesBox: HTMLElement, segBox: HTMLElement, importancePlot: HTMLElement,
- *   datasetBox: HTMLElement, datasetPlot: HTMLElement}} Dom
+ *   datasetPlot: HTMLElement}} Dom
  * @typedef {{model: Model, st: import("./state.js").ViewState, dom: Dom,
  *   set: (name: keyof import("./schema.js").WidgetState, value: any) => void, schedule: (parts: string[]) => void,
- *   react: (plot: HTMLElement, fig: import("./views.js").Figure) => void,
+ *   react: (plot: HTMLElement, fig: import("./spec.js").Figure) => void,
  *   theme: () => Theme}} Context
  */
 

@@ -2,6 +2,7 @@
 // All text goes in through textContent.
 
 import { lookupTable } from "./colors.js";
+import { flat } from "./spec.js";
 
 /**
  * @param {string} tag
@@ -67,32 +68,34 @@ export function slider(label, o, onChange) {
 }
 
 /**
- * The top-k channel tiles as canvases coloured with the heatmaps' scale; click selects,
- * shift-click ablates (marked with a cross).
- * @param {{tiles: {values: Uint8Array | Float32Array | Int32Array, shape: number[]}, topk: number[],
- *   tileMin: number[], tileMax: number[], selected: number, colorscale: string,
- *   ablated?: number[], onPick: (channel: number) => void, onAblate?: (channel: number) => void}} o
+ * The top-k channel tiles, drawn as canvases from the grid view's heatmap traces (one per
+ * channel, `meta.channel`, with its zmin/zmax and colour stops); click selects, shift-click
+ * ablates (marked with a cross).
+ * @param {{traces: any[], selected: number, ablated?: number[], onPick: (channel: number) => void,
+ *   onAblate?: (channel: number) => void}} o
  * @returns {HTMLElement}
  */
 export function channelGrid(o) {
   const grid = h("div", "layerscope-grid-tiles");
-  const [k, th, tw] = o.tiles.shape;
-  const lut = lookupTable(o.colorscale);
-  for (let i = 0; i < k; i++) {
+  for (const trace of o.traces) {
+    const channel = Number(trace.meta.channel);
+    const { values, shape } = flat(trace.z);
+    const [th, tw] = shape;
+    const lut = lookupTable(trace.colorscale);
     const tile = h("button", "layerscope-tile");
-    tile.title = `channel ${o.topk[i]}: ${o.tileMin[i].toPrecision(3)} … ${o.tileMax[i].toPrecision(3)}`;
-    tile.dataset.channel = String(o.topk[i]);
-    if (o.topk[i] === o.selected) tile.classList.add("layerscope-tile-selected");
-    if (o.ablated?.includes(o.topk[i])) tile.classList.add("layerscope-tile-ablated");
+    tile.title = `channel ${channel}: ${trace.zmin.toPrecision(3)} … ${trace.zmax.toPrecision(3)}`;
+    tile.dataset.channel = String(channel);
+    if (channel === o.selected) tile.classList.add("layerscope-tile-selected");
+    if (o.ablated?.includes(channel)) tile.classList.add("layerscope-tile-ablated");
     const canvas = /** @type {HTMLCanvasElement} */ (h("canvas"));
     canvas.width = tw;
     canvas.height = th;
     const ctx = canvas.getContext("2d");
     if (ctx) {
       const img = ctx.createImageData(tw, th);
-      const offset = i * th * tw;
+      const span = trace.zmax - trace.zmin || 1;
       for (let p = 0; p < th * tw; p++) {
-        const v = o.tiles.values[offset + p];
+        const v = Math.max(0, Math.min(255, Math.round(((values[p] - trace.zmin) / span) * 255)));
         img.data[4 * p] = lut[3 * v];
         img.data[4 * p + 1] = lut[3 * v + 1];
         img.data[4 * p + 2] = lut[3 * v + 2];
@@ -100,9 +103,9 @@ export function channelGrid(o) {
       }
       ctx.putImageData(img, 0, 0);
     }
-    tile.append(canvas, h("span", "layerscope-tile-label", `#${o.topk[i]}`));
+    tile.append(canvas, h("span", "layerscope-tile-label", trace.name));
     // Shift-click ablates (sets to zero) the channel; a click selects it.
-    tile.addEventListener("click", (ev) => (ev.shiftKey && o.onAblate ? o.onAblate(o.topk[i]) : o.onPick(o.topk[i])));
+    tile.addEventListener("click", (ev) => (ev.shiftKey && o.onAblate ? o.onAblate(channel) : o.onPick(channel)));
     grid.append(tile);
   }
   return grid;

@@ -1,73 +1,56 @@
-// The views: the image with its overlay, the heatmaps, the channel grid, the histograms and
-// statistics, the values at a location, the segmentation legend or the top predictions.
+// The views: each drawn from the spec the kernel sent for it (`_view_<name>`, defined once in
+// layerscope/widget/spec.py and the panels), plus what only the browser has: the marks of the
+// hovered cell, the values at a location, the statistics table and the class legend.
 
 import { AGGREGATE_LABELS } from "./contract.js";
 import { channelGrid, classLegend, h, statsTable } from "./controls.js";
-import { rows } from "./decode.js";
-import { overlayPlacement } from "./geometry.js";
-import { barFigure, heatmapFigure, histogramFigure, imageFigure, importanceFigure } from "./views.js";
+import { cellMark, drawable, hasView } from "./spec.js";
 
 /** @typedef {import("./context.js").Context} Context */
 
-/** @param {Context} ctx */
-export function drawImage({ model, st, dom, react, theme }) {
-  const image = model.get("_image");
-  if (!image?.size || !st.imageUrl) return;
-  const layer = st.layer;
-  const ov = st.overlayData();
-  const mode = model.get("overlay");
-  const fig = imageFigure({
-    imageUrl: st.imageUrl,
-    size: image.size,
-    theme: theme(),
-    title: layer.kind === "maps" ? `${layer.module || "model"} on the image` : "Input image",
-    overlay: ov
-      ? {
-          z: ov.z,
-          placement: overlayPlacement(ov.info.g, ov.info.size, ov.info.pool),
-          colorscale: model.get("colorscale"),
-          opacity: ov.opacity,
-          name: ov.name,
-        }
-      : null,
-    // With channels ablated, the mask is the edited prediction and the changed pixels stand out.
-    maskUrl: mode === "mask" || (!ov && st.maskUrl) ? st.editedMaskUrl || st.maskUrl : null,
-    maskOpacity: model.get("overlay_opacity"),
-    highlightUrl: st.changedUrl || null,
-    boxes: st.imageBoxes(),
+/**
+ * Draw view `name` into `plot` as the kernel defined it (hidden when it sent none); `decorate`
+ * adds what linking marks. The spec's own shapes are kept on the plot for later marks.
+ * @param {Context} ctx
+ * @param {HTMLElement & {specShapes?: any[]}} plot
+ * @param {string} name
+ * @param {(fig: import("./spec.js").Figure) => void} [decorate]
+ */
+export function drawView(ctx, plot, name, decorate) {
+  const spec = ctx.model.get(`_view_${name}`);
+  plot.hidden = !hasView(spec);
+  if (!hasView(spec)) return;
+  const fig = drawable(spec, ctx.theme(), (ref) => ctx.st.picture(ref));
+  // The box takes the view's height, so plotly's autosize (on every resize) keeps it.
+  if (fig.layout.height) plot.style.height = `${fig.layout.height}px`;
+  plot.specShapes = fig.layout.shapes;
+  decorate?.(fig);
+  ctx.react(plot, fig);
+}
+
+/**
+ * A shape list: the spec's own, then `marks`.
+ * @param {HTMLElement & {specShapes?: any[]}} plot
+ * @param {any[]} marks
+ */
+export function withMarks(plot, marks) {
+  return [...(plot.specShapes || []), ...marks];
+}
+
+/** The photo, with the hovered cell's footprint and receptive field. @param {Context} ctx */
+export function drawImage(ctx) {
+  const { st, dom } = ctx;
+  drawView(ctx, dom.imagePlot, "image", (fig) => {
+    fig.layout.shapes = [...fig.layout.shapes, ...st.imageShapes()];
+    fig.layout.dragmode = st.drawingRegion ? "select" : "zoom";
   });
-  const region = /** @type {number[]} */ (model.get("gradcam_region"));
-  if (mode === "gradcam" && region.length === 4) {
-    fig.layout.shapes.push({
-      type: "rect",
-      xref: "x",
-      yref: "y",
-      y0: region[0],
-      x0: region[1],
-      y1: region[2],
-      x1: region[3],
-      line: { color: "#00e5ff", width: 2, dash: "dot" },
-    });
-  }
-  fig.layout.dragmode = st.drawingRegion ? "select" : "zoom";
-  react(dom.imagePlot, fig);
 }
 
 /** Which panels show, and the hint above them. @param {Context} ctx */
 export function drawLayout({ model, st, dom }) {
   const layer = st.layer;
-  const maps = layer.kind === "maps";
-  for (const p of [dom.aggregatePlot, dom.gridBox, dom.valuesBox]) p.hidden = !maps;
-  dom.channelPlot.hidden = !maps && layer.kind !== "vector";
-  dom.gradPlot.hidden = !(
-    model.get("overlay") === "gradcam" &&
-    st.gradcam.histogram &&
-    st.gradcam.module === layer.module
-  );
-  dom.histPlot.hidden = !layer.histogram;
+  dom.valuesBox.hidden = layer.kind !== "maps";
   dom.statsBox.hidden = !layer.stats;
-  const imp = model.get("_importance") || {};
-  dom.importancePlot.hidden = !(model.get("show_importance") && imp.module === layer.module);
   dom.emptyHint.hidden = (model.get("hooked_modules") || []).length > 0;
   if (layer.kind === "never-called") {
     dom.emptyHint.hidden = false;
@@ -80,55 +63,17 @@ export function drawLayout({ model, st, dom }) {
   }
 }
 
-/** The selected channel's heatmap, or a vector's top entries as bars. @param {Context} ctx */
-export function drawChannel({ model, st, dom, react, theme }) {
-  const layer = st.layer;
-  if (layer.kind === "vector") {
-    const labels = layer.top_index.map((/** @type {number} */ i, /** @type {number} */ k) =>
-      layer.top_label ? `${layer.top_label[k]} (${i})` : `#${i}`,
-    );
-    const hover = layer.top_probability
-      ? layer.top_probability.map((/** @type {number} */ p) => `p = ${(p * 100).toFixed(1)}%`)
-      : undefined;
-    react(
-      dom.channelPlot,
-      barFigure({
-        labels,
-        values: layer.top_value,
-        hover,
-        title: `${layer.module || "model"} · top ${layer.top_index.length} of ${layer.length}`,
-        theme: theme(),
-      }),
-    );
-    return;
+/** The selected channel's heatmap and the aggregate map, the hovered cell marked. @param {Context} ctx */
+export function drawMaps(ctx) {
+  const mark = cellMark(ctx.st.cell());
+  for (const [plot, name] of /** @type {Array<[HTMLElement, string]>} */ ([
+    [ctx.dom.channelPlot, "channel"],
+    [ctx.dom.aggregatePlot, "aggregate"],
+  ])) {
+    drawView(ctx, plot, name, (fig) => {
+      fig.layout.shapes = [...fig.layout.shapes, ...mark];
+    });
   }
-  if (layer.kind !== "maps" || !st.channelMap || !st.channelFits()) return;
-  react(
-    dom.channelPlot,
-    heatmapFigure({
-      z: rows(st.channelMap),
-      title: `${layer.module} · channel ${st.channel.channel} of ${layer.channels}`,
-      colorscale: model.get("colorscale"),
-      theme: theme(),
-      mark: st.cell(),
-    }),
-  );
-}
-
-/** @param {Context} ctx */
-export function drawAggregate({ model, st, dom, react, theme }) {
-  const layer = st.layer;
-  if (layer.kind !== "maps") return;
-  react(
-    dom.aggregatePlot,
-    heatmapFigure({
-      z: rows(st.decodedLayer.aggregates, st.aggregateIndex()),
-      title: `${layer.module} · ${model.get("aggregate")} over ${layer.channels} channels`,
-      colorscale: model.get("colorscale"),
-      theme: theme(),
-      mark: st.cell(),
-    }),
-  );
 }
 
 /**
@@ -147,58 +92,33 @@ export function toggleAblation({ model, set }, module, channel) {
   set("ablations", all);
 }
 
-/** @param {Context} ctx */
+/** The top channels' tiles, drawn from the grid view's traces. @param {Context} ctx */
 export function drawGrid(ctx) {
-  const { model, st, dom, set } = ctx;
-  const layer = st.layer;
-  if (layer.kind !== "maps") return;
+  const { model, dom, set } = ctx;
+  const spec = model.get("_view_grid");
+  dom.gridBox.hidden = !hasView(spec);
+  if (!hasView(spec)) return;
+  const module = ctx.st.layer.module ?? "";
   dom.gridBox.replaceChildren(
-    h("div", "layerscope-panel-title", `Top ${layer.topk.length} channels by mean activation`),
+    h("div", "layerscope-panel-title", spec.layout.title.text),
     channelGrid({
-      tiles: st.decodedLayer.tiles,
-      topk: layer.topk,
-      tileMin: layer.tile_min,
-      tileMax: layer.tile_max,
+      traces: spec.data,
       selected: model.get("selected_channel"),
-      colorscale: model.get("colorscale"),
-      ablated: model.get("ablations")?.[layer.module] || [],
+      ablated: model.get("ablations")?.[module] || [],
       onPick: (c) => set("selected_channel", c),
-      onAblate: (c) => toggleAblation(ctx, layer.module, c),
-    }),
-  );
-}
-
-/** @param {Context} ctx */
-export function drawGradient({ st, dom, react, theme }) {
-  const gc = st.gradcam;
-  if (dom.gradPlot.hidden || !gc.histogram) return;
-  react(
-    dom.gradPlot,
-    histogramFigure({
-      layer: gc.histogram,
-      channel: null,
-      channelName: "",
-      theme: theme(),
-      title: `Gradient of P(${gc.name}) at ${gc.module}`,
-      name: "gradient",
+      onAblate: (c) => toggleAblation(ctx, module, c),
     }),
   );
 }
 
 /** The value histogram and the statistics table. @param {Context} ctx */
-export function drawHistogram({ st, dom, react, theme }) {
+export function drawHistogram(ctx) {
+  const { st, dom } = ctx;
+  drawView(ctx, dom.histPlot, "histogram");
+  drawView(ctx, dom.vectorPlot, "vector");
   const layer = st.layer;
   if (!layer.histogram) return;
   const ch = st.channelFits() ? st.channel : {};
-  react(
-    dom.histPlot,
-    histogramFigure({
-      layer: layer.histogram,
-      channel: ch.histogram || null,
-      channelName: `channel ${ch.channel}`,
-      theme: theme(),
-    }),
-  );
   const rf = layer.rf
     ? `receptive field ${layer.rf.size.map(Math.round).join("×")} px, stride ${layer.rf.stride.map((/** @type {number} */ v) => +v.toFixed(2)).join("×")}`
     : "";
@@ -271,11 +191,12 @@ export function drawValues({ st, dom }) {
 }
 
 /** The segmentation legend and score map, or a classifier's top predictions. @param {Context} ctx */
-export function drawSegmentation({ model, st, dom, set, react, theme }) {
+export function drawSegmentation(ctx) {
+  const { model, st, dom, set } = ctx;
   const seg = model.get("_segmentation") || {};
   const pred = model.get("_prediction") || {};
   dom.segBox.hidden = !seg.legend && !pred.top_index;
-  dom.scorePlot.hidden = !st.scoreMap;
+  drawView(ctx, dom.scorePlot, "score");
   /**
    * The panel: a title, the classes to click (a click selects one), what else it says.
    * @param {string} title @param {any[]} entries @param {number} selected @param {HTMLElement[]} more
@@ -331,38 +252,19 @@ export function drawSegmentation({ model, st, dom, set, react, theme }) {
   } else {
     show("Predicted classes (click for the score map)", seg.legend, score.class ?? -1);
   }
-  if (st.scoreMap) {
-    react(
-      dom.scorePlot,
-      heatmapFigure({
-        z: rows(st.scoreMap),
-        title: `P(${score.name}) per pixel`,
-        colorscale: model.get("colorscale"),
-        theme: theme(),
-        zmin: 0,
-        zmax: 1,
-      }),
-    );
-  }
 }
 
 /** The selected module's channels by their effect on the class score. @param {Context} ctx */
-export function drawImportance({ model, dom, react, theme }) {
-  const imp = model.get("_importance") || {};
-  if (dom.importancePlot.hidden || !imp.channels) return;
-  const rho =
-    imp.rank_correlation === null || imp.rank_correlation === undefined
-      ? ""
-      : ` · rank correlation ${imp.rank_correlation.toFixed(2)}`;
-  react(
-    dom.importancePlot,
-    importanceFigure({
-      channels: imp.channels,
-      estimate: imp.estimate || [],
-      exact: imp.exact || [],
-      selected: model.get("selected_channel"),
-      title: `${imp.module} · drop of the ${imp.name} score when a channel is zeroed${rho} (click a bar)`,
-      theme: theme(),
-    }),
-  );
+export function drawImportance(ctx) {
+  drawView(ctx, ctx.dom.importancePlot, "importance");
+}
+
+/** The gradient's histogram beside Grad-CAM. @param {Context} ctx */
+export function drawGradient(ctx) {
+  drawView(ctx, ctx.dom.gradPlot, "gradient");
+}
+
+/** The Dataset panel: the top patches and the channels' dataset means. @param {Context} ctx */
+export function drawDataset(ctx) {
+  drawView(ctx, ctx.dom.datasetPlot, "dataset");
 }

@@ -79,7 +79,11 @@
  *   _layer: LayerPayload | NoLayer, _channel: Partial<ChannelPayload>,
  *   _segmentation: Partial<SegmentationPayload>, _class_score: Partial<ClassScorePayload>,
  *   _prediction: Partial<PredictionPayload>, _gradcam: Partial<GradcamPayload>,
- *   _status: StatusPayload, _error: string, _notice: string, _title: string}} WidgetState
+ *   _status: StatusPayload, _error: string, _notice: string, _title: string,
+ *   _shown_views: string[]} & ViewTraits} WidgetState
+ * @typedef {{data: any[], layout: Record<string, any>} | Record<string, never>} ViewSpec
+ *   a view as a plotly figure spec (layerscope/widget/spec.py), {} when it has nothing to show
+ * @typedef {{[view: `_view_${string}`]: ViewSpec}} ViewTraits
  * @typedef {import("@anywidget/types").AnyModel<WidgetState>} Model
  */
 

@@ -1,8 +1,10 @@
-// What the views draw from: the decoded payloads, the hovered and pinned cells, and the derived
-// values several panels share. No DOM here.
+// What the browser keeps beside the views' specs: the decoded payloads that linking and the
+// values at a location read, the pictures the specs refer to, the hovered and pinned cells.
+// No DOM here.
 
-import { dataUrl, decode, rows } from "./decode.js";
+import { dataUrl, decode } from "./decode.js";
 import { cellBox, receptiveBox } from "./geometry.js";
+import { boxShape } from "./spec.js";
 
 /**
  * @typedef {{row: number, col: number}} Cell
@@ -22,12 +24,6 @@ export class ViewState {
     this.channel = {};
     /** @type {any} */
     this.channelMap = null;
-    /** @type {any} */
-    this.scoreMap = null;
-    /** @type {any} */
-    this.gradcam = {};
-    /** @type {any} */
-    this.gradcamMap = null;
     this.imageUrl = "";
     this.maskUrl = "";
     /** @type {Cell | null} */
@@ -39,6 +35,10 @@ export class ViewState {
     this.ablation = {};
     this.editedMaskUrl = "";
     this.changedUrl = "";
+    /** @type {any} the dataset payload whose crops `crops` holds, by rank */
+    this.cropsOf = null;
+    /** @type {Map<string, string>} */
+    this.crops = new Map();
   }
 
   readLayer() {
@@ -72,22 +72,38 @@ export class ViewState {
     this.changedUrl = a.changed_png ? dataUrl(a.changed_png, "image/png") : "";
   }
 
-  readGradcam() {
-    this.gradcam = this.model.get("_gradcam") || {};
-    this.gradcamMap = this.gradcam.map ? decode(this.gradcam.map) : null;
-  }
-
-  readScore() {
-    const s = this.model.get("_class_score") || {};
-    this.scoreMap = s.map ? decode(s.map) : null;
+  /**
+   * The URL of a picture a view's spec refers to (layerscope/widget/spec.py names them).
+   * @param {string} ref
+   * @returns {string}
+   */
+  picture(ref) {
+    const known = {
+      "layerscope:image": this.imageUrl,
+      "layerscope:mask": this.maskUrl,
+      "layerscope:edited": this.editedMaskUrl,
+      "layerscope:changed": this.changedUrl,
+    };
+    if (ref in known) return known[/** @type {keyof typeof known} */ (ref)];
+    if (ref.startsWith("layerscope:crop:")) {
+      const d = this.model.get("_dataset") || {};
+      if (this.cropsOf !== d) {
+        this.cropsOf = d;
+        this.crops = new Map();
+      }
+      const rank = ref.slice("layerscope:crop:".length);
+      const ex = (d.examples || []).find((/** @type {any} */ e) => String(e.rank) === rank);
+      if (!ex) return "";
+      if (!this.crops.has(rank)) this.crops.set(rank, dataUrl(ex.crop, "image/jpeg"));
+      return this.crops.get(rank) || "";
+    }
+    throw new RangeError(`a view refers to an unknown picture ${ref}`);
   }
 
   readAll() {
     this.readLayer();
     this.readChannel();
     this.readImage();
-    this.readScore();
-    this.readGradcam();
     this.readAblation();
   }
 
@@ -120,33 +136,6 @@ export class ViewState {
   }
 
   /**
-   * The map drawn over the image in the current overlay mode; a transparent one when the mode
-   * shows none (it still carries hover over the photo).
-   * @returns {{z: number[][], name: string, opacity: number, info: LinkInfo} | null}
-   */
-  overlayData() {
-    const mode = this.model.get("overlay");
-    const info = this.linkInfo();
-    if (!info) return null;
-    const opacity = this.model.get("overlay_opacity");
-    const clear = { z: rows(this.decodedLayer.aggregates, 0), name: "", opacity: 0, info };
-    if (mode === "mask" || mode === "none") return clear;
-    if (mode === "channel" && this.channelMap)
-      return { z: rows(this.channelMap), name: `channel ${this.channel.channel}`, opacity, info };
-    if (mode === "gradcam") {
-      if (!this.gradcamMap || this.gradcam.module !== this.layer.module) return clear;
-      const own = { g: info.g, size: this.gradcam.map_size, pool: this.gradcam.map_pool };
-      return { z: rows(this.gradcamMap), name: `Grad-CAM: ${this.gradcam.name}`, opacity, info: own };
-    }
-    return {
-      z: rows(this.decodedLayer.aggregates, this.aggregateIndex()),
-      name: this.model.get("aggregate"),
-      opacity,
-      info,
-    };
-  }
-
-  /**
    * Outlines on the image for the marked cell: its stride footprint (solid) and, when known,
    * its full receptive field (dashed), both clipped to the image.
    * @returns {Outline[]}
@@ -154,8 +143,7 @@ export class ViewState {
   imageBoxes() {
     const info = this.linkInfo();
     const cell = this.cell();
-    const unit = this.unitBoxes();
-    if (!info || !cell) return unit;
+    if (!info || !cell) return [];
     /** @type {Outline[]} */
     const boxes = [{ box: cellBox(info.g, info.size, info.pool, cell.row, cell.col), color: "#ff3b30" }];
     if (this.layer.rf) {
@@ -165,27 +153,11 @@ export class ViewState {
         dash: "dash",
       });
     }
-    return [...boxes, ...unit];
+    return boxes;
   }
 
-  /**
-   * The unit of an opened dataset example: its cell (solid) and receptive field (dotted),
-   * clipped to the image.
-   * @returns {Outline[]}
-   */
-  unitBoxes() {
-    const mark = this.model.get("_unit_mark") || {};
-    const size = this.model.get("_image")?.size;
-    if (!mark.cell || !mark.field || !size) return [];
-    const clip = (/** @type {number[]} */ b) => ({
-      y0: Math.max(0, b[0]),
-      x0: Math.max(0, b[1]),
-      y1: Math.min(size[0], b[2]),
-      x1: Math.min(size[1], b[3]),
-    });
-    return [
-      { box: clip(mark.cell), color: "#00e5ff" },
-      { box: clip(mark.field), color: "#00e5ff", dash: "dot" },
-    ];
+  /** The outlines as shapes of the photo. */
+  imageShapes() {
+    return this.imageBoxes().map((b) => boxShape(b.box, b.color, b.dash));
   }
 }

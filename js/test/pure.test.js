@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { lookupTable, parseColor } from "../src/colors.js";
 import { bytesOf, decode, rows } from "../src/decode.js";
+import { cellMark, drawable, flat, hasView, linkOf } from "../src/spec.js";
 import { filterTree, formatCount, formatShape, visibleRows } from "../src/tree.js";
-import { histogramFigure, imageFigure, importanceFigure } from "../src/views.js";
 
 test("decode reads float32 from an unaligned DataView", () => {
   const src = new Float32Array([1.5, -2, 3.25, 4, 5, 6]);
@@ -129,47 +129,34 @@ test("colour tables interpolate plotly's stops", () => {
   assert.deepEqual(parseColor("rgb(5,10,172)"), [5, 10, 172]);
 });
 
-test("figures: image axes in pixels, histogram as fractions", () => {
-  const theme = { font: "#000", grid: "#ccc", dark: false };
-  const fig = imageFigure({
-    imageUrl: "data:,",
-    size: [300, 451],
-    theme,
-    title: "t",
-    boxes: [
-      { box: { y0: 1, x0: 2, y1: 3, x1: 4 }, color: "#f00" },
-      { box: { y0: 0, x0: 0, y1: 9, x1: 9 }, color: "#ff0", dash: "dash" },
-    ],
-  });
-  assert.deepEqual(fig.layout.yaxis.range, [300, 0]);
-  assert.equal(fig.layout.shapes[0].x0, 2);
-  assert.equal(fig.layout.shapes[1].line.dash, "dash");
-  const hist = histogramFigure({ layer: { counts: [1, 3], edges: [0, 1, 2] }, channel: null, channelName: "c", theme });
-  assert.deepEqual(hist.data[0].y, [0.25, 0.75]);
-  assert.deepEqual(hist.data[0].x, [0.5, 1.5]);
-});
-
-test("dataset bars: dead channels grey, the selected one marked even when dead", async () => {
-  const { barColours, statsFigure, ALIVE, DEAD, SELECTED } = await import("../src/dataset.js");
-  assert.deepEqual(barColours(5, 1, [3, 1]), [ALIVE, SELECTED, ALIVE, DEAD, ALIVE]);
-  assert.deepEqual(barColours(3, -1, []), [ALIVE, ALIVE, ALIVE]);
-  const theme = { font: "#000", grid: "#ccc", dark: false };
-  const fig = statsFigure({ mean: [0.5, 0], max: [2, 0], zero: [0.25, 1], dead: [1], selected: 0, title: "t", theme });
-  assert.deepEqual(fig.data[0].customdata, [0, 1]);
-  assert.equal(fig.data[0].text[0], "channel 0: mean 0.500, max 2.00, 25% zero");
-});
-
-test("importance bars: one colour per trace (so the legend is right), a band behind the selected", () => {
-  const theme = { font: "#000", grid: "#ccc", dark: false };
-  const o = { channels: [7, 3, 9], estimate: [3, 2, 1], exact: [2.5, null, null], title: "t", theme };
-  const fig = importanceFigure({ ...o, selected: 7 }); // the first bar: the one plotly's legend shows
+test("a view's spec is drawn as given: binary arrays aligned, pictures resolved, the theme added", () => {
+  // Float32 values at an odd offset of the message buffer, as ipywidgets may hand them over.
+  const raw = new Uint8Array(1 + 16);
+  raw.set(new Uint8Array(new Float32Array([1, 2, 3, 4]).buffer), 1);
+  const spec = {
+    data: [{ type: "heatmap", z: { dtype: "f4", bdata: new DataView(raw.buffer, 1, 16), shape: "2,2" } }],
+    layout: {
+      title: { text: "t" },
+      xaxis: { range: [0, 4] },
+      yaxis2: { gridcolor: "#123" },
+      images: [{ source: "layerscope:image", x: 0 }],
+      meta: { link: "image" },
+    },
+  };
+  const fig = drawable(spec, { font: "#eee", grid: "#333", dark: true }, (ref) => `url-of:${ref}`);
+  const z = fig.data[0].z;
+  assert.ok(z.bdata instanceof ArrayBuffer);
+  assert.deepEqual([...new Float32Array(z.bdata)], [1, 2, 3, 4]);
+  assert.deepEqual(flat(z), { values: new Float32Array([1, 2, 3, 4]), shape: [2, 2] });
+  assert.equal(fig.layout.images[0].source, "url-of:layerscope:image");
+  assert.equal(fig.layout.font.color, "#eee");
+  assert.deepEqual(fig.layout.xaxis, { gridcolor: "#333", range: [0, 4] });
+  assert.equal(fig.layout.yaxis2.gridcolor, "#123", "a colour the view sets is kept");
+  assert.equal(spec.layout.images[0].source, "layerscope:image", "the spec itself is not changed");
+  assert.equal(linkOf(spec), "image");
+  assert.ok(hasView(spec) && !hasView({}));
   assert.deepEqual(
-    fig.data.map((t) => t.marker.color),
-    ["#4c78a8", "#54a24b"],
+    cellMark({ row: 2, col: 3 }).map((s) => [s.x0, s.x1, s.y0, s.y1]),
+    [[2.5, 3.5, 1.5, 2.5]],
   );
-  assert.deepEqual(fig.data[1].x, ["#7", "#3", "#9"]);
-  const [band] = fig.layout.shapes;
-  assert.deepEqual([band.x0, band.x1, band.yref], [-0.5, 0.5, "paper"]); // category 0 of the axis
-  assert.equal(importanceFigure({ ...o, selected: 3 }).layout.shapes[0].x0, 0.5);
-  assert.deepEqual(importanceFigure({ ...o, selected: 42 }).layout.shapes, []);
 });

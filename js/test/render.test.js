@@ -67,6 +67,90 @@ function fakePlotly() {
 
 const f32 = (values) => ({ data: new DataView(new Float32Array(values).buffer), dtype: "float32", shape: [] });
 
+// The views' specs the kernel sends with those payloads (layerscope/widget/spec.py's form).
+const heatmap = (title, z) => ({
+  data: [
+    {
+      type: "heatmap",
+      z,
+      colorscale: [
+        [0, "#000000"],
+        [1, "#ffffff"],
+      ],
+    },
+  ],
+  layout: { title: { text: title }, meta: { link: "map" }, shapes: [] },
+});
+const tile = (channel, z, zmin, zmax) => ({
+  type: "heatmap",
+  z,
+  zmin,
+  zmax,
+  name: `#${channel}`,
+  meta: { channel },
+  colorscale: [
+    [0, "#000000"],
+    [1, "#ffffff"],
+  ],
+});
+function viewsAfterCapture() {
+  return {
+    _view_image: {
+      data: [
+        {
+          type: "heatmap",
+          z: [
+            [1, 2],
+            [3, 4],
+          ],
+          x0: 1,
+          dx: 2,
+          y0: 1,
+          dy: 2,
+        },
+      ],
+      layout: {
+        title: { text: "conv on the image" },
+        images: [{ source: "layerscope:image" }],
+        meta: { link: "image" },
+        shapes: [],
+      },
+    },
+    _view_channel: heatmap("conv · channel 1 of 2", { dtype: "f4", bdata: f32([0, 1, 2, 3]).data, shape: "2,2" }),
+    _view_aggregate: heatmap("conv · mean over 2 channels", [
+      [1, 2],
+      [3, 4],
+    ]),
+    _view_grid: {
+      data: [
+        tile(
+          1,
+          [
+            [0, 1],
+            [0, 1],
+          ],
+          0,
+          1,
+        ),
+        tile(
+          0,
+          [
+            [1, -1],
+            [1, -1],
+          ],
+          -1,
+          1,
+        ),
+      ],
+      layout: { title: { text: "conv · top 2 channels by mean activation" }, meta: { link: "tiles" } },
+    },
+    _view_histogram: {
+      data: [{ type: "bar", x: [0.5, 1.5], y: [0.25, 0.75] }],
+      layout: { title: { text: "Value histogram" }, meta: { link: "" } },
+    },
+  };
+}
+
 function baseState() {
   const tree = [
     {
@@ -128,6 +212,7 @@ function baseState() {
     _error: "",
     _notice: "Random weights",
     _title: "Net",
+    _shown_views: ["image", "aggregate", "grid", "histogram", "vector", "channel", "score"],
     layerAfterCapture: {
       module: "conv",
       cls: "Conv2d",
@@ -189,9 +274,11 @@ test("renders the tree as text, toggles hooks, draws views and cleans up", async
   state._layer = state.layerAfterCapture;
   state._channel = state.channelAfterCapture;
   state.selected_module = "conv";
+  Object.assign(state, viewsAfterCapture());
   model.emit("change:hooked_modules");
   model.emit("change:_layer");
   model.emit("change:_channel");
+  for (const name of Object.keys(viewsAfterCapture())) model.emit(`change:${name}`);
   await nextFrame();
   assert.match(el.dataset.layerscopeDrawn, /^conv\|1\|/);
   const drawn = new Set(plotly.calls.filter((c) => c[0] === "react").map((c) => c[1]));
@@ -207,6 +294,11 @@ test("renders the tree as text, toggles hooks, draws views and cleans up", async
     );
   }
   assert.equal(el.querySelectorAll(".layerscope-tile").length, 2);
+  assert.match(el.querySelector(".layerscope-grid-panel").textContent, /top 2 channels by mean activation/);
+  // Drawn as given: the channel map's binary z reaches plotly as the spec's numbers.
+  const channelDraw = plotly.calls.filter((c) => c[0] === "react" && c[1].includes("plot-channel")).at(-1);
+  assert.deepEqual([...new Float32Array(channelDraw[2][0].z.bdata)], [0, 1, 2, 3]);
+  assert.equal(channelDraw[3].title.text, "conv · channel 1 of 2");
   assert.match(el.dataset.layerscopeDrawn, /^conv\|1\|/);
 
   // Hovering a heatmap cell outlines its footprint on the image, without the kernel.
@@ -220,6 +312,7 @@ test("renders the tree as text, toggles hooks, draws views and cleans up", async
   await nextFrame();
   handlers[`${channelPlot.className}:plotly_hover`]({ points: [{ x: 1, y: 0 }] });
   assert.deepEqual(JSON.parse(imagePlot.dataset.box), { y0: 0, x0: 2, y1: 2, x1: 4 });
+  assert.equal(imagePlot.layout.shapes.length, 1, "the spec's shapes (none) and the hovered cell's");
   handlers[`${imagePlot.className}:plotly_hover`]({ points: [{ x: 0.5, y: 3.5 }] });
   assert.deepEqual(JSON.parse(imagePlot.dataset.box), { y0: 2, x0: 0, y1: 4, x1: 2 });
   assert.match(el.querySelector(".layerscope-values").textContent, /channel 1: 2\.000/);
@@ -272,6 +365,7 @@ test("views of a new layer count as drawn only once its channel has arrived", as
   createApp({ model, el, plotly: fakePlotly() });
   state._layer = state.layerAfterCapture;
   state._channel = { ...state.channelAfterCapture, module: "other" };
+  Object.assign(state, viewsAfterCapture());
   model.emit("change:_layer");
   model.emit("change:_channel");
   await nextFrame();

@@ -70,7 +70,7 @@ def test_click_hook_view_hover_unhook(page, lab_url):
         page.wait_for_selector(f".layerscope-plot-{plot} .main-svg")
     traces = page.eval_on_selector(".layerscope-plot-histogram", "el => el.data.length")
     assert traces == 2  # whole layer and selected channel
-    z = page.eval_on_selector(".layerscope-plot-channel", "el => el.data[0].z.length")
+    z = page.eval_on_selector(".layerscope-plot-channel", "el => el._fullData[0].z.length")
     assert z == 40  # backbone.layer1 at 160 px: 40 x 40 cells
     assert page.locator(".layerscope-tile").count() == 16
     # Every plot keeps plotly's camera button: a PNG of any view.
@@ -186,8 +186,9 @@ def test_images_gradcam_and_region_in_the_browser(page, lab_url, tmp_path):
         """() => {
           const heat = document.querySelector('.layerscope-plot-channel');
           const img = document.querySelector('.layerscope-plot-image');
-          return img.layout.xaxis.range[1] === 451 && heat.data && heat.data[0].z.length === 20
-            && heat.data[0].z[0].length === 30;
+          return img.layout.xaxis.range[1] === 451 && heat._fullData
+            && heat._fullData[0].z.length === 20
+            && heat._fullData[0].z[0].length === 30;
         }""",
         timeout=60_000,
     )
@@ -297,6 +298,8 @@ def test_shift_click_ablates_a_channel_and_the_prediction_changes(page, lab_url)
         ".layerscope-plot-image", "el => el.layout.images.map((i) => i.source.split(';')[0])"
     )
     assert sources[0] == "data:image/jpeg" and "data:image/png" in sources[1:]
+    page.wait_for_function(KERNEL_IDLE)
+    _same_drawing(page, ["image"])  # the photo with the edited mask, as figure("image") draws it
     page.click(".layerscope-clear-ablations")
     page.wait_for_function(
         "() => document.querySelector('.layerscope-seg-panel .layerscope-panel-title')"
@@ -339,15 +342,26 @@ def test_clicking_a_dataset_patch_opens_its_image_with_the_unit_marked(page, lab
             photo.crop(box).save(tmp_path / f"{name}{i}.jpg")
     before = page.eval_on_selector(".layerscope-plot-image", "el => el.layout.images[0].source")
     run_cell(page, f"sw = explorer.sweep({str(tmp_path)!r}, k=4); print(sw.images)")
-    page.wait_for_selector(".layerscope-dataset-tile img", timeout=60_000)
-    tiles = page.locator(".layerscope-dataset-tile")
-    assert tiles.count() == 4
-    title = page.inner_text(".layerscope-dataset-panel .layerscope-panel-title")
+    page.wait_for_selector(".layerscope-plot-dataset .main-svg", timeout=60_000)
+    plot = ".layerscope-plot-dataset"
+    # The four patches are pictures of the view, each resolved to its crop's data URL.
+    sources = page.eval_on_selector(plot, "el => el.layout.images.map((i) => i.source)")
+    assert len(sources) == 4 and all(s.startswith("data:image/jpeg;base64,") for s in sources)
+    title = page.eval_on_selector(plot, "el => el.layout.title.text")
     channel = run_cell(page, "print(explorer.selected_channel)").strip()
     assert f"channel {channel}," in title and "of 6 images" in title
     # The statistics bars: one per channel of backbone.layer4.
-    assert page.eval_on_selector(".layerscope-plot-dataset", "el => el.data[0].x.length") == 2048
-    tiles.nth(1).click()
+    assert page.eval_on_selector(plot, "el => el._fullData.at(-1).x.length") == 2048
+    _same_drawing(page, ["dataset"])
+    # A click on the second patch (its axes' middle) opens its image.
+    page.locator(plot).scroll_into_view_if_needed()
+    at = page.eval_on_selector(
+        plot,
+        "el => { const r = el.getBoundingClientRect(), x = el._fullLayout.xaxis2,"
+        " y = el._fullLayout.yaxis2; return [r.left + x._offset + x._length / 2,"
+        " r.top + y._offset + y._length / 2]; }",
+    )
+    page.mouse.click(*at)
     page.wait_for_function(
         "(src) => document.querySelector('.layerscope-plot-image').layout.images[0].source !== src",
         arg=before,
@@ -378,7 +392,118 @@ def test_clicking_a_dataset_patch_opens_its_image_with_the_unit_marked(page, lab
     assert all(math.isclose(a, b, abs_tol=1e-6) for a, b in zip(got, expected)), (got, expected)
     page.set_viewport_size({"width": 1400, "height": 2000})  # the image and the panel at once
     page.locator(".layerscope-root").first.scroll_into_view_if_needed()
-    page.locator(".layerscope-dataset-panel").scroll_into_view_if_needed()
+    page.locator(".layerscope-plot-dataset").scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "dataset-panel.png"))
     follow = (".layerscope-plot-dataset", ".layerscope-plot-score")
     screenshot_dark(page, "dataset-panel-dark.png", follow=follow)
+
+
+# What the browser drew, per view: title, trace types in order, height, and each axis's range
+# where the view gives one (plotly writes the ranges it computes back into the others).
+DRAWN = """(views) => Object.fromEntries(views.map((v) => {
+  const el = document.querySelector(`.layerscope-plot-${v}`);
+  if (!el || el.hidden || !el.layout) return [v, null];
+  const axes = Object.keys(el.layout).filter((k) => /^[xy]axis\\d*$/.test(k));
+  return [v, {title: el.layout.title.text, types: el.data.map((t) => t.type),
+              height: el._fullLayout.height,
+              ranges: Object.fromEntries(axes.map((k) => [k, el.layout[k].range ?? null]))}];
+}))"""
+
+# The same of explorer.figure(view), in the kernel.
+FIGURED = """
+import json, re
+def figured(ex, views):
+    out = {}
+    for v in views:
+        lay = ex.figure(v).to_dict()
+        data, lay = lay["data"], lay["layout"]
+        axes = [k for k in lay if re.fullmatch(r"[xy]axis\\d*", k)]
+        out[v] = {"title": lay["title"]["text"], "types": [t["type"] for t in data],
+                  "height": lay["height"], "ranges": {k: lay[k].get("range") for k in axes}}
+    return out
+"""
+
+
+def _same_drawing(page, views, explorer="explorer"):
+    drawn = page.evaluate(DRAWN, views)
+    figured = json.loads(
+        run_cell(page, f"{FIGURED}\nprint(json.dumps(figured({explorer}, {views!r})))")
+    )
+    for v in views:
+        b, p = drawn[v], figured[v]
+        assert b is not None, f"{v}: not drawn in the browser"
+        assert (b["title"], b["types"], b["height"]) == (p["title"], p["types"], p["height"]), v
+        for axis, given in p["ranges"].items():
+            if given is not None:  # a range the view sets: the browser keeps it
+                assert b["ranges"][axis] == given, (v, axis)
+
+
+def test_every_view_is_drawn_in_the_browser_as_explorer_figure_draws_it(page, lab_url):
+    open_quickstart(page, lab_url)
+    run_cell(page, "explorer.overlay = 'gradcam'; explorer.show_importance = True; print('ok')")
+    for plot in ("gradient", "importance", "score"):
+        page.wait_for_selector(f".layerscope-plot-{plot} .main-svg", timeout=120_000)
+    page.wait_for_function(KERNEL_IDLE)
+    page.wait_for_timeout(500)  # the last frame drawn
+    views = ["image", "channel", "aggregate", "histogram", "score", "gradient", "importance"]
+    _same_drawing(page, views)
+    # The grid is drawn as tiles (click, shift-click): its title and channels are the view's.
+    code = "f = explorer.figure('grid'); print(json.dumps([f.layout.title.text, "
+    code += "[t.name for t in f.data]]))"
+    grid = json.loads(run_cell(page, code))
+    assert page.inner_text(".layerscope-grid-panel .layerscope-panel-title") == grid[0]
+    names = page.eval_on_selector_all(
+        ".layerscope-tile-label", "els => els.map((e) => e.textContent)"
+    )
+    assert names == grid[1]
+
+    # A panel defined in the notebook, no JavaScript of its own: drawn as its figure() draws it.
+    run_cell(page, PANEL_CELL)
+    page.wait_for_selector(".layerscope-plot-brightness .main-svg", timeout=60_000)
+    page.wait_for_function(KERNEL_IDLE)
+    page.wait_for_timeout(500)
+    _same_drawing(page, ["brightness"], "mine")
+    z = page.eval_on_selector(".layerscope-plot-brightness", "el => el._fullData[0].y.length")
+    assert z == 6  # one bar per channel of conv
+    run_cell(page, "mine.selected_channel = 4; print('ok')")
+    page.wait_for_function(
+        "() => document.querySelector('.layerscope-plot-brightness').layout.title.text"
+        ".includes('channel 4')",
+        timeout=30_000,
+    )
+
+
+PANEL_CELL = """
+import numpy as np, torch, layerscope
+from torch import nn
+from layerscope.widget.panels import REGISTRY, Panel
+from layerscope.widget.schema import decode_array
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+    def forward(self, x):
+        return self.conv(x)
+
+class Brightness(Panel):
+    name, after, owns = "brightness", ("channel",), {"_brightness": "extra._brightness"}
+    views = shown = ("brightness",)
+    def build(self, ctx):
+        act = ctx.view.channel
+        return {"_brightness": act and {"channel": act["channel"],
+                                        "means": ctx.session.capture(["conv"], "b")["conv"]
+                                        .mean((0, 2, 3)).tolist()}}
+    def figure(self, view, name):
+        b = view.extra.get("_brightness")
+        if not b:
+            raise layerscope.NotReadyError("no channel")
+        return {"data": [{"type": "bar", "y": b["means"]}],
+                "layout": {"title": {"text": f"mean per channel, channel {b['channel']} selected"},
+                           "height": 250, "yaxis": {"range": [-1, 1]}}}
+
+mine = layerscope.Explorer(Net(), np.zeros((32, 32, 3), np.uint8), hooked_modules=["conv"],
+                           panels=[*REGISTRY, Brightness])
+mine
+"""

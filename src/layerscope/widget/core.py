@@ -7,11 +7,14 @@ as their :class:`~layerscope.widget.panels.base.Context`."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
-from ..errors import ArgumentError
+from ..errors import ArgumentError, NotReadyError
 from .panels.base import OPTIONS, SCENE, Context, Panel
 from .session import Session
+from .spec import for_browser
 from .steps import Steps, plan
 from .viewstate import ViewState
 
@@ -29,10 +32,43 @@ class Core(Context):
         self.steps = Steps(order, after, run=self.build, clear=self.clear,
                            show=lambda text: setattr(widget, "_error", text),
                            interrupted=lambda: self.status({"state": "idle"}),
-                           batch=widget.hold_sync)  # fmt: skip
+                           batch=self.batch)  # fmt: skip
+        self.shown = {v: p for p in panels.values() for v in p.shown}
         self._checks = {n: p for p in reversed(panels.values()) for n in p.validates}
         widget._register_validator(self.check, tuple(self._checks))  # traitlets' dynamic @validate
         widget.on_msg(self.message)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """A run: its payloads and the views drawn from them go out as one message."""
+        with self._widget.hold_sync():
+            yield
+            self.publish_views()
+
+    def publish_views(self, now: bool = False) -> None:
+        """Every shown view's spec as drawn from the view-state, in its trait (those that did
+        not change are not sent); an empty one hides the view. ``now``: sent at once."""
+        for name, panel in self.shown.items():
+            try:
+                spec = for_browser(panel.figure(self.view, name))
+            except NotReadyError:
+                spec = {}
+            except Exception as exc:  # a view that cannot be drawn is its panel's error
+                self.steps.report(panel.name, exc)
+                spec = {}
+            if now:
+                self.now(f"_view_{name}", spec)
+            else:
+                setattr(self._widget, f"_view_{name}", spec)
+
+    def publish(self, payloads: dict[str, Any]) -> None:
+        """Payloads, and outside a run (a panel's action) the views drawn from them, together."""
+        if self.steps.busy:
+            super().publish(payloads)
+            return
+        with self._widget.hold_sync():
+            super().publish(payloads)
+            self.publish_views()
 
     def observed(self) -> list[str]:
         """The traits whose change the core acts on."""
@@ -59,6 +95,8 @@ class Core(Context):
             return
         if name in OPTIONS:
             self.view = self.view.with_(options=self.options())
+            with self._widget.hold_sync():
+                self.publish_views()
         panels = self.panels.values()
         marked = [p.name for p in panels if name in p.inputs and p.changed(self, name, value)]
         if marked:

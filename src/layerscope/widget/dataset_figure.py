@@ -1,18 +1,18 @@
-"""The Dataset panel as one plotly figure (``explorer.figure("dataset")`` and the HTML export):
-the channel's top image patches in a grid, with their scores, above every channel's dataset mean
-as bars (the selected channel marked, dead channels grey). The same payload the widget draws."""
+"""The Dataset panel's view as one figure spec: the selected channel's top image patches in a
+grid, each with its score (a click opens its image), above every channel's dataset mean as bars
+(the selected channel marked, dead channels grey; a click selects the bar's channel)."""
 
 from __future__ import annotations
 
-import base64
+from typing import Any
 
 import numpy as np
-import plotly.graph_objects as go
 
-from ..errors import LayerScopeError
+from ..errors import NotReadyError
 from .schema import DatasetPayload, decode_array
+from .spec import Spec, crop_ref, layout
 
-__all__ = ["dataset_figure", "bar_colours", "SELECTED", "DEAD", "ALIVE"]
+__all__ = ["dataset_spec", "bar_colours", "SELECTED", "DEAD", "ALIVE"]
 
 SELECTED, DEAD, ALIVE = "#e45756", "#b0b0b0", "#4c78a8"
 _COLS = 8
@@ -27,64 +27,63 @@ def bar_colours(channels: int, selected: int, dead: np.ndarray) -> list[str]:
     return colours
 
 
-def dataset_figure(payload: DatasetPayload | None) -> go.Figure:
+def dataset_spec(payload: DatasetPayload | None) -> Spec:
     if not payload:
-        raise LayerScopeError(
+        raise NotReadyError(
             "no dataset panel: run explorer.sweep(images) (or pass Explorer(..., sweep=...)) "
             "and select a swept module"
         )
     if "examples" not in payload:
-        raise LayerScopeError(payload.get("missing", "no dataset examples"))
-    module, channel = payload["module"], payload["channel"]
-    examples = payload["examples"]
-    rows = max(1, -(-len(examples) // _COLS))
+        raise NotReadyError(payload.get("missing", "no dataset examples"))
+    module, channel, examples = payload["module"], payload["channel"], payload["examples"]
+    cols = max(4, min(_COLS, len(examples)))  # a few examples: bigger patches
+    rows = max(1, -(-len(examples) // cols))
     top = 0.42  # the bars below, the patches above
-    fig = go.Figure()
+    data: list[dict[str, Any]] = []
+    axes: dict[str, Any] = {}
+    images, notes = [], []
     for i, ex in enumerate(examples):
-        r, c = divmod(i, _COLS)
-        ax = "" if i == 0 else str(i + 1)
-        x0, x1 = c / _COLS + 0.005, (c + 1) / _COLS - 0.005
+        r, c = divmod(i, cols)
+        n = "" if i == 0 else str(i + 1)
         y1 = 1 - r * (1 - top) / rows - 0.05
-        y0 = y1 - (1 - top) / rows + 0.06
-        h, w = ex["crop_size"] if ex["crop"] else (1, 1)
-        fig.update_layout(
-            {
-                f"xaxis{ax}": dict(domain=[x0, x1], range=[0, w], visible=False),
-                f"yaxis{ax}": dict(
-                    domain=[y0, y1], range=[h, 0], visible=False, scaleanchor=f"x{ax}"
-                ),
-            }  # fmt: skip
-        )
-        if ex["crop"]:
-            source = "data:image/jpeg;base64," + base64.b64encode(ex["crop"]).decode()
-            fig.add_layout_image(source=source, xref=f"x{ax}", yref=f"y{ax}", x=0, y=0,
-                                 sizex=w, sizey=h, sizing="stretch", layer="below")  # fmt: skip
-        # An invisible point per patch carries the hover (source, score, unit).
-        fig.add_scatter(x=[w / 2], y=[h / 2], xaxis=f"x{ax}", yaxis=f"y{ax}", mode="markers",
-                        marker=dict(opacity=0), showlegend=False,
-                        hovertext=f"{ex['source']}<br>score {ex['score']:.4g}<br>unit "
-                                  f"{tuple(ex['location'])}", hoverinfo="text")  # fmt: skip
-        fig.add_annotation(text=f"{ex['score']:.3g}", xref=f"x{ax} domain", yref=f"y{ax} domain",
-                           x=0.5, y=1.0, yanchor="bottom", showarrow=False,
-                           font=dict(size=10))  # fmt: skip
+        h, w = ex["crop_size"] if ex["crop_size"][0] > 0 else (1, 1)
+        # constrain="domain": the axes shrink to the patch, so its score sits on top of it.
+        axes[f"xaxis{n}"] = {"domain": [c / cols + 0.005, (c + 1) / cols - 0.005],
+                             "range": [0, w], "visible": False, "anchor": f"y{n}",
+                             "constrain": "domain"}  # fmt: skip
+        axes[f"yaxis{n}"] = {"domain": [y1 - (1 - top) / rows + 0.06, y1], "range": [h, 0],
+                             "visible": False, "scaleanchor": f"x{n}",
+                             "anchor": f"x{n}", "constrain": "domain"}  # fmt: skip
+        if ex["crop_size"][0] > 0:
+            images.append({"source": crop_ref(ex["rank"]), "xref": f"x{n}", "yref": f"y{n}",
+                           "x": 0, "y": 0, "sizex": w, "sizey": h, "sizing": "stretch",
+                           "layer": "below"})  # fmt: skip
+        # A transparent cell over the patch carries its hover and its click (open the image).
+        data.append({"type": "heatmap", "z": [[ex["score"]]], "x0": w / 2, "dx": w,
+                     "y0": h / 2, "dy": h, "opacity": 0, "showscale": False,
+                     "xaxis": f"x{n}", "yaxis": f"y{n}", "meta": {"rank": ex["rank"]},
+                     "hovertemplate": f"{ex['source']}<br>score %{{z:.4g}} at unit "
+                                      f"{tuple(ex['location'])}<br>click: open this image"
+                                      "<extra></extra>"})  # fmt: skip
+        notes.append({"text": f"{ex['score']:.3g}", "xref": f"x{n} domain",
+                      "yref": f"y{n} domain", "x": 0.5, "y": 1.0, "yanchor": "bottom",
+                      "showarrow": False, "font": {"size": 10}})  # fmt: skip
     mean, peak = decode_array(payload["mean"]), decode_array(payload["max"])
     zero, dead = decode_array(payload["fraction_zero"]), decode_array(payload["dead"])
     hover = [f"channel {c}: mean {m:.3g}, max {p:.3g}, {z:.0%} zero"
              for c, (m, p, z) in enumerate(zip(mean, peak, zero))]  # fmt: skip
-    bar_axis = str(len(examples) + 1)
-    fig.add_bar(x=np.arange(len(mean)), y=mean, marker_color=bar_colours(len(mean), channel, dead),
-                hovertext=hover, hoverinfo="text", xaxis=f"x{bar_axis}", yaxis=f"y{bar_axis}",
-                showlegend=False)  # fmt: skip
-    fig.update_layout(
-        {
-            f"xaxis{bar_axis}": dict(domain=[0, 1], anchor=f"y{bar_axis}", title="channel"),
-            f"yaxis{bar_axis}": dict(
-                domain=[0, top - 0.1], anchor=f"x{bar_axis}", title="dataset mean"
-            ),
-        }  # fmt: skip
-    )
-    title = (f"{module} · channel {channel}: top {len(examples)} of {payload['images']} images"
-             f" · {len(dead)} dead channel(s) in grey")  # fmt: skip
-    fig.update_layout(title=title, margin=dict(l=50, r=10, t=50, b=40), height=520,
-                      bargap=0)  # fmt: skip
-    return fig
+    b = str(len(examples) + 1)
+    channels = np.arange(len(mean), dtype=np.int32)
+    data.append({"type": "bar", "x": channels, "y": mean.astype(np.float32),
+                 "customdata": channels, "text": hover, "textposition": "none",
+                 "hovertemplate": "%{text}<extra></extra>", "showlegend": False,
+                 "marker": {"color": bar_colours(len(mean), channel, dead)},
+                 "xaxis": f"x{b}", "yaxis": f"y{b}"})  # fmt: skip
+    axes[f"xaxis{b}"] = {"domain": [0, 1], "anchor": f"y{b}", "title": {"text": "channel"}}
+    axes[f"yaxis{b}"] = {"domain": [0, top - 0.1], "anchor": f"x{b}",
+                         "title": {"text": "dataset mean"}, "zeroline": True}  # fmt: skip
+    title = (f"Dataset: {module} channel {channel}, its top {len(examples)} of "
+             f"{payload['images']} images (click: open) · {len(dead)} dead in grey")  # fmt: skip
+    return {"data": data, "layout": layout(
+        title, "channels", height=260 + 110 * rows, images=images, annotations=notes,
+        bargap=0, margin={"l": 44, "r": 8, "t": 28, "b": 32}, **axes)}  # fmt: skip

@@ -42,7 +42,7 @@ from .panels.dataset import DatasetPanel
 from .panels.gradcam import explain
 from .panels.importance import importance_of
 from .session import Session
-from .traits import PUBLIC_TRAITS, LayerScopeWidget
+from .traits import PUBLIC_TRAITS, LayerScopeWidget, payload_trait
 from .viewstate import ViewState
 
 __all__ = ["Explorer"]
@@ -92,6 +92,8 @@ class Explorer(LayerScopeWidget):
     ) -> None:
         kinds = list(registry.REGISTRY if panels is None else panels)
         added = {k: v for p in kinds for k, v in p.traits.items()}
+        shown = [v for p in kinds for v in p.shown]
+        added.update({f"_view_{v}": payload_trait() for v in shown})
         own = [p for p in inspect.signature(Explorer.__init__).parameters
                if p not in ("self", "options")]  # fmt: skip
         check_options(options, (*PUBLIC_TRAITS, *(k for k in added if k[0] != "_")), tuple(own))
@@ -118,6 +120,7 @@ class Explorer(LayerScopeWidget):
                                modules=named, topk=topk, bins=bins)  # fmt: skip
         self._steps = ctx.steps
         self._samples = sorted(SAMPLE_IMAGES)
+        self._shown_views = shown
         if image is None:
             image, name = sample_image(), "astronaut"
         else:
@@ -222,17 +225,20 @@ class Explorer(LayerScopeWidget):
         return compare_maps(self._ctx, image, model, module, channel)
 
     def figure(self, view: str = "overlay") -> Any:
-        """The shown view as a ``plotly.graph_objects.Figure``: ``"overlay"``, ``"channel"``,
-        ``"aggregate"``, ``"grid"``, ``"histogram"``, ``"mask"``, ``"score"``, ``"vector"``,
-        ``"gradcam"``, ``"ablation"``, ``"importance"`` or ``"dataset"``."""
-        return build_figure(self.view, view)
+        """A view as a ``plotly.graph_objects.Figure``, drawn from the same spec the widget
+        draws: ``"image"`` (the photo as shown), ``"overlay"``, ``"channel"``, ``"aggregate"``,
+        ``"grid"``, ``"histogram"``, ``"mask"``, ``"score"``, ``"vector"``, ``"gradcam"``,
+        ``"gradient"``, ``"ablation"``, ``"importance"``, ``"dataset"``, or a view of a panel
+        of your own."""
+        return build_figure(self._panels, self.view, view)
 
     def to_html(self, path: str | Path) -> Path:
         """Write a single self-contained HTML file (plotly.js inlined, no network needed) with
         the image, the prediction and every hooked module's views, still interactive."""
         modules = [(n, self.view if n == self.selected_module else self._ctx.exported(n))
                    for n in self.hooked_modules]  # fmt: skip
-        return write_html(path, title=self._title, prediction=self.view, modules=modules,
+        return write_html(path, self._panels, title=self._title, prediction=self.view,
+                          modules=modules,
                           notice=self._notice)  # fmt: skip
 
     # -- the Dataset panel's API -------------------------------------------------------------

@@ -6,18 +6,20 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import plotly.io as pio
 
-from .figures import build_figure, views_for
+from .figures import build_figure, module_views
+from .panels.base import Panel
 from .viewstate import ViewState
 
 __all__ = ["write_html", "PLOTLY_BUNDLE"]
 
 PLOTLY_BUNDLE = Path(__file__).resolve().parent.parent / "static" / "plotly-partial.js"
 _STYLE = """body{font-family:system-ui,sans-serif;margin:16px} .row{display:flex;flex-wrap:wrap;
-gap:8px} .plot{width:460px;height:380px} .notice{background:#fff4ce;padding:4px 8px}"""
+gap:8px} .plot{width:460px} .notice{background:#fff4ce;padding:4px 8px}"""
 
 
 def _plotly_js() -> str:
@@ -31,6 +33,7 @@ def _plotly_js() -> str:
 
 def write_html(
     path: str | Path,
+    panels: Mapping[str, Panel],
     *,
     title: str,
     prediction: ViewState | None,
@@ -43,8 +46,8 @@ def write_html(
     plots: list[str] = []
 
     def add(view: ViewState, name: str) -> str:
-        fig = build_figure(view, name)
-        fig.update_layout(height=380, width=460)
+        fig = build_figure(panels, view, name)
+        fig.update_layout(width=460)  # the height is the view's own
         div = f"layerscope-plot-{len(plots)}"
         # "</" inside a script would end it early: escape it in the JSON (still valid JSON).
         spec = pio.to_json(fig, validate=False, remove_uids=True).replace("</", "<\\/")
@@ -59,7 +62,7 @@ def write_html(
     if prediction is not None and prediction.ablation:
         sections.append(("With channels ablated", [add(prediction, "ablation")]))
     for module, view in modules:
-        sections.append((module, [add(view, name) for name in views_for(view)]))
+        sections.append((module, [add(view, name) for name in module_views(panels, view)]))
     body = "\n".join(
         f"<section><h2>{html.escape(heading)}</h2><div class='row'>{''.join(divs)}</div></section>"
         for heading, divs in sections

@@ -71,6 +71,11 @@ class Steps:
         self._dirty: set[str] = set()
         self._busy = False
 
+    @property
+    def busy(self) -> bool:
+        """A run is under way (what it publishes goes out when it ends)."""
+        return self._busy
+
     def mark(self, *steps: str) -> None:
         for step in steps:
             self._dirty.update((step, *self.after[step]))

@@ -13,7 +13,7 @@ import traitlets as t
 from .contract import AGGREGATES, COLORSCALES, DEFAULT_COLORSCALE, OVERLAYS
 from .schema import json_safe
 
-__all__ = ["LayerScopeWidget", "PUBLIC_TRAITS"]
+__all__ = ["LayerScopeWidget", "PUBLIC_TRAITS", "payload_trait"]
 
 _STATIC = pathlib.Path(__file__).resolve().parent.parent / "static"
 
@@ -22,7 +22,7 @@ def _payload_to_json(value: Any, _widget: Any) -> Any:
     return json_safe(value)  # binary buffers pass; NaN and infinity become null
 
 
-def _payload(default: Any = None) -> t.TraitType:
+def payload_trait(default: Any = None) -> t.TraitType:
     trait = t.Dict() if default is None else t.Dict(default)
     return trait.tag(sync=True, to_json=_payload_to_json)
 
@@ -73,20 +73,21 @@ class LayerScopeWidget(anywidget.AnyWidget):
 
     _tree = t.List(t.Dict()).tag(sync=True)
     _samples = t.List(t.Unicode()).tag(sync=True)
+    _shown_views = t.List(t.Unicode()).tag(sync=True)  # each in trait _view_<name>
     _upload = t.Dict().tag(sync=True)
-    _image = _payload()
-    _geometry = _payload()
-    _layer = _payload()
-    _channel = _payload()
-    _segmentation = _payload()
-    _class_score = _payload()
-    _prediction = _payload()
-    _gradcam = _payload()
-    _ablation = _payload()
-    _importance = _payload()
-    _dataset = _payload()
-    _unit_mark = _payload()
-    _status = _payload({"state": "idle"})
+    _image = payload_trait()
+    _geometry = payload_trait()
+    _layer = payload_trait()
+    _channel = payload_trait()
+    _segmentation = payload_trait()
+    _class_score = payload_trait()
+    _prediction = payload_trait()
+    _gradcam = payload_trait()
+    _ablation = payload_trait()
+    _importance = payload_trait()
+    _dataset = payload_trait()
+    _unit_mark = payload_trait()
+    _status = payload_trait({"state": "idle"})
     _error = t.Unicode("").tag(sync=True)
     _notice = t.Unicode("").tag(sync=True)
     _title = t.Unicode("").tag(sync=True)

@@ -76,6 +76,7 @@ class ViewState:
     importance: ImportancePayload | None = None
     dataset: DatasetPayload | None = None
     unit: UnitMarkPayload | None = None  # a dataset example's unit, marked on its image
+    extra: dict[str, Any] = field(default_factory=dict)  # other panels' payloads, by trait
 
     def with_(self, **changes: Any) -> ViewState:
         return replace(self, **changes)

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import traitlets as t
 
 from ...capture import resolve_modules
-from ...errors import LayerScopeError
+from ...errors import LayerScopeError, NotReadyError
 from ..memo import PayloadMemo
 from ..schema import StatusPayload
+from ..spec import Spec
 from ..validation import InvalidTraitError
 from ..viewstate import ViewOptions, ViewState
 
@@ -43,7 +44,10 @@ class Panel:
     trait only): what :meth:`build` returns and what a failure empties. ``covers``: panels whose
     work a run of this one does too. ``validates``: traits whose values :meth:`check` checks.
     ``traits``: traits the panel adds to the widget (payload traits are dicts, synced).
-    ``messages``: the ``kind`` of front-end messages :meth:`message` handles."""
+    ``messages``: the ``kind`` of front-end messages :meth:`message` handles.
+    ``views``: the views :meth:`figure` draws (``explorer.figure(name)``, the export);
+    ``shown``: those the widget shows, each sent as trait ``_view_<name>`` and drawn by the
+    browser as given (a view with no front-end module of its own gets a plot of its own)."""
 
     name: ClassVar[str] = ""
     after: ClassVar[tuple[str, ...]] = ()
@@ -53,6 +57,8 @@ class Panel:
     validates: ClassVar[tuple[str, ...]] = ()
     traits: ClassVar[dict[str, t.TraitType[Any, Any]]] = {}
     messages: ClassVar[tuple[str, ...]] = ()
+    views: ClassVar[tuple[str, ...]] = ()
+    shown: ClassVar[tuple[str, ...]] = ()
 
     def build(self, ctx: Context) -> dict[str, Any] | None:
         """Compute this panel's payloads (owned trait -> payload, None for none); what is
@@ -75,6 +81,13 @@ class Panel:
     def message(self, ctx: Context, content: dict[str, Any]) -> None:
         """A message from the front end, its ``kind`` one of ``messages``."""
 
+    def figure(self, view: ViewState, name: str) -> Spec:
+        """View ``name`` (one of ``views``) of ``view`` as a figure spec
+        (:mod:`~layerscope.widget.spec`): plain data, the one definition the widget, the
+        figure and the export draw. Raise :class:`~layerscope.errors.NotReadyError` when
+        ``view`` has nothing for it."""
+        raise NotReadyError(f"the {self.name} panel draws no view {name!r}")
+
     def export(self, ctx: Context, module: str, view: ViewState) -> ViewState:
         """``view`` with this panel's payload for hooked ``module`` (not the selected one), for
         ``to_html``."""
@@ -82,8 +95,11 @@ class Panel:
 
 
 def with_path(view: ViewState, path: str, value: Any) -> ViewState:
-    """``view`` with the field at ``path`` ("layer", "scene.class_score") set to ``value``."""
+    """``view`` with the field at ``path`` ("layer", "scene.class_score",
+    "extra.<trait>" for a panel's own payload) set to ``value``."""
     head, _, rest = path.partition(".")
+    if head == "extra":  # a payload of a panel the view-state has no field for
+        return replace(view, extra={**view.extra, rest: value})
     if rest:
         return replace(view, **{head: replace(getattr(view, head), **{rest: value})})
     return replace(view, **{head: value})
@@ -144,6 +160,10 @@ class Context:
             if path:
                 self.view = with_path(self.view, path, value)
             self.now(trait, dict(value or {}))
+        self.publish_views(now=True)
+
+    def publish_views(self, now: bool = False) -> None:
+        """The core's: the shown views drawn from the view-state."""
 
     def set(self, **values: Any) -> None:
         """Set public traits as a click would (what depends on them runs)."""

@@ -12,8 +12,11 @@ from ...errors import ArgumentError, NotReadyError
 from ...preprocess import Preprocess
 from .. import validation as check
 from ..payload import channel_payload
-from ..schema import ChannelPayload
+from ..schema import ChannelPayload, decode_array
+from ..spec import Spec, heatmap_spec
+from ..viewstate import ViewState
 from .base import Context, Panel
+from .layer import channel_fits, need_maps
 
 __all__ = ["ChannelPanel", "compare_maps"]
 
@@ -24,6 +27,8 @@ class ChannelPanel(Panel):
     inputs = ("selected_channel",)
     owns = {"_channel": "channel"}
     validates = ("selected_channel",)
+    views = ("channel",)
+    shown = views
 
     def check(self, ctx: Context, name: str, value: Any) -> int:
         return check.check_channel(value, ctx.view.layer, ctx.selected_module)
@@ -38,6 +43,13 @@ class ChannelPanel(Panel):
                                   value_range=[edges[0], edges[-1]], frame=layer.get("frame", 0),
                                   layout=ctx.session.layout(name, calls[call]))  # fmt: skip
         return {"_channel": payload}
+
+    def figure(self, view: ViewState, name: str) -> Spec:
+        layer, ch = need_maps(view), view.channel
+        if not ch or not channel_fits(view):
+            raise NotReadyError(f"no channel of {layer['module']} selected")
+        title = f"{layer['module']} · channel {ch['channel']} of {layer['channels']}"
+        return heatmap_spec(decode_array(ch["map"]), title, view.options.colorscale)
 
 
 def compare_maps(

@@ -10,8 +10,10 @@ from ...dataset import Sweep
 from ...dataset import sweep as run_sweep
 from ...dataset.format import model_fingerprint
 from ...errors import LayerScopeError, NotReadyError
+from ..dataset_figure import dataset_spec
 from ..dataset_view import CropCache, dataset_payload, example, unit_mark
 from ..schema import DatasetPayload
+from ..spec import Spec
 from ..viewstate import ViewState
 from .base import Context, Panel
 
@@ -23,6 +25,11 @@ class DatasetPanel(Panel):
     after = ("layer", "channel")
     owns = {"_dataset": "dataset"}
     messages = ("show-example",)
+    views = ("dataset",)
+    shown = views
+
+    def figure(self, view: ViewState, name: str) -> Spec:
+        return dataset_spec(view.dataset)
 
     def __init__(self) -> None:
         self.sweep: Sweep | None = None

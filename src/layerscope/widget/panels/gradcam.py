@@ -13,9 +13,12 @@ from ...nested import first_tensor
 from ...spatial import spatial_maps
 from .. import validation as check
 from ..payload import class_label, gradcam_payload
+from ..photo import photo_spec
 from ..schema import GradcamPayload
+from ..spec import Spec, histogram_spec
+from ..viewstate import ViewState
 from .base import Context, Panel
-from .layer import check_budget
+from .layer import LAYER_COLOUR, check_budget
 
 __all__ = ["GradcamPanel", "explain"]
 
@@ -26,6 +29,8 @@ class GradcamPanel(Panel):
     inputs = ("overlay", "gradcam_region")
     owns = {"_gradcam": "gradcam"}
     validates = ("gradcam_region",)
+    views = ("gradcam", "gradient")
+    shown = ("gradient",)  # the map itself is drawn over the photo (the image view)
 
     def check(self, ctx: Context, name: str, value: Any) -> list[float]:
         return check.check_region(list(value))
@@ -48,6 +53,18 @@ class GradcamPanel(Panel):
         ))  # fmt: skip
         check_budget(ctx)
         return {"_gradcam": payload}
+
+    def figure(self, view: ViewState, name: str) -> Spec:
+        gc, layer = view.gradcam, view.layer
+        if not gc or (view.options.overlay != "gradcam" and name == "gradient"):
+            raise NotReadyError("no Grad-CAM computed: set overlay='gradcam' first")
+        if name == "gradcam":
+            title = f"Grad-CAM of {gc['name']} at {gc['module']}"
+            return photo_spec(view, "gradcam", title)
+        if not layer or layer["module"] != gc["module"]:
+            raise NotReadyError(f"the Grad-CAM shown is {gc['module']}'s")
+        title = f"Gradient of P({gc['name']}) at {gc['module']}"
+        return histogram_spec([("gradient", gc["histogram"], LAYER_COLOUR)], title)
 
 
 def explain(

@@ -9,7 +9,10 @@ from typing import Any
 
 from ...images import SAMPLE_IMAGES, sample_image
 from .. import validation as check
+from ..photo import need_segmentation, photo_spec
+from ..spec import Spec
 from ..steps import Unchanged
+from ..viewstate import ViewState
 from .base import SCENE, Context, Panel
 
 __all__ = ["ImagePanel"]
@@ -20,6 +23,8 @@ class ImagePanel(Panel):
     inputs = ("image_name", "_upload")
     owns = {"_unit_mark": "unit"}
     validates = ("overlay_opacity",)
+    views = ("image", "overlay", "mask")
+    shown = ("image",)
 
     def __init__(self) -> None:
         self.pending: tuple[Any, str] | None = None  # an upload's bytes and name
@@ -46,3 +51,11 @@ class ImagePanel(Panel):
         except Exception as exc:  # the image shown is still the one before, and its views
             ctx.quietly(image_name=ctx.shown_name)
             raise Unchanged(f"{type(exc).__name__}: {exc}") from exc
+
+    def figure(self, view: ViewState, name: str) -> Spec:
+        if name == "image":  # what the widget's photo shows, in the overlay mode chosen
+            return photo_spec(view)
+        if name == "mask":
+            need_segmentation(view)
+            return photo_spec(view, "mask", "Predicted mask")
+        return photo_spec(view, "channel" if view.options.overlay == "channel" else "aggregate")

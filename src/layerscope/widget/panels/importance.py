@@ -8,6 +8,8 @@ from ...capture import resolve_modules
 from ...errors import NotReadyError
 from ...importance import ChannelImportance
 from ..schema import ImportancePayload
+from ..spec import Spec, layout
+from ..viewstate import ViewState
 from .base import Context, Panel
 
 __all__ = ["ImportancePanel", "importance_of"]
@@ -18,6 +20,8 @@ class ImportancePanel(Panel):
     after = ("layer", "class")
     inputs = ("show_importance",)
     owns = {"_importance": "importance"}
+    views = ("importance",)
+    shown = views
 
     def build(self, ctx: Context) -> dict[str, ImportancePayload | None]:
         layer, name = ctx.view.layer, ctx.selected_module
@@ -26,6 +30,40 @@ class ImportancePanel(Panel):
             cls = ctx.session.default_class(ctx.selected_class)
             payload = ctx.session.importance(name, cls, layer["call"])
         return {"_importance": payload}
+
+    def figure(self, view: ViewState, name: str) -> Spec:
+        imp, layer = view.importance, view.layer
+        if not imp or not layer or imp["module"] != layer["module"]:
+            raise NotReadyError("no channel importance: set explorer.show_importance = True")
+        return importance_spec(imp, view.channel["channel"] if view.channel else -1)
+
+
+def importance_spec(imp: ImportancePayload, selected: int) -> Spec:
+    """Channels by their effect on the class score: the first-order estimate and, where
+    measured, the exact drop when zeroed; each bar carries its channel (a click selects it)."""
+    labels = [f"#{c}" for c in imp["channels"]]
+    rho = imp["rank_correlation"]
+    title = (
+        f"{imp['module']} · drop of the {imp['name']} score when a channel is zeroed"
+        + ("" if rho is None else f" · rank correlation {rho:.2f}")
+        + " (click a bar)"
+    )
+    data = [{"type": "bar", "name": name, "x": labels, "y": values, "customdata": imp["channels"],
+             "marker": {"color": color},
+             "hovertemplate": f"%{{x}}: %{{y:.4g}}<extra>{short}</extra>"}
+            for name, short, values, color in (
+                ("estimate (first order)", "estimate", imp["estimate"], "#4c78a8"),
+                ("exact (channel zeroed)", "exact", imp["exact"], "#54a24b"))]  # fmt: skip
+    # The selected channel gets a band behind its bars: recolouring the bars would recolour
+    # the legend's swatches too (plotly draws them in the first bar's colour).
+    at = imp["channels"].index(selected) if selected in imp["channels"] else -1
+    band = [{"type": "rect", "xref": "x", "yref": "paper", "x0": at - 0.5, "x1": at + 0.5,
+             "y0": 0, "y1": 1, "fillcolor": "rgba(245,133,24,0.3)", "line": {"width": 0},
+             "layer": "below"}] if at >= 0 else []  # fmt: skip
+    return {"data": data, "layout": layout(
+        title, "channels", barmode="group", shapes=band, legend={"orientation": "h", "y": -0.25},
+        xaxis={"type": "category"},
+        yaxis={"zeroline": True, "title": {"text": "score drop"}})}  # fmt: skip
 
 
 def importance_of(ctx: Context, module: str | None, target_class: int | None) -> ChannelImportance:

@@ -9,13 +9,20 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+import numpy as np
+
+from ...errors import NotReadyError
 from ...nested import iter_tensors
 from .. import validation as check
-from ..schema import LayerPayload
+from ..contract import colorscale_stops
+from ..schema import LayerPayload, decode_array
+from ..spec import Spec, heatmap_spec, histogram_spec, layout
 from ..viewstate import ViewState, module_view
 from .base import Context, Panel
 
-__all__ = ["LayerPanel", "check_budget", "module_view_of"]
+__all__ = ["LayerPanel", "check_budget", "module_view_of", "channel_fits", "need_maps"]
+
+LAYER_COLOUR, CHANNEL_COLOUR = "#4c78a8", "#f58518"
 
 
 class LayerPanel(Panel):
@@ -25,6 +32,8 @@ class LayerPanel(Panel):
     owns = {"_layer": "layer", "_channel": "channel"}
     covers = ("channel",)  # the channel comes with the layer
     validates = ("selected_module", "selected_call", "selected_frame")
+    views = ("aggregate", "grid", "histogram", "vector")
+    shown = views
 
     def check(self, ctx: Context, name: str, value: Any) -> Any:
         module = ctx.selected_module
@@ -62,6 +71,90 @@ class LayerPanel(Panel):
 
     def export(self, ctx: Context, module: str, view: ViewState) -> ViewState:
         return module_view_of(ctx, module)[0]
+
+    def figure(self, view: ViewState, name: str) -> Spec:
+        if name == "histogram":
+            return _histogram(view)
+        if name == "vector":
+            return _vector(view)
+        layer = need_maps(view)
+        cs = view.options.colorscale
+        if name == "aggregate":
+            how = view.options.aggregate
+            z = decode_array(layer["aggregates"])[layer["aggregate_names"].index(how)]
+            title = f"{layer['module']} · {how} over {layer['channels']} channels"
+            return heatmap_spec(z, title, cs)
+        return _grid(layer, cs)
+
+
+def need_maps(view: ViewState) -> LayerPayload:
+    layer = view.layer
+    if not layer or layer["kind"] != "maps":
+        what = layer["module"] if layer else "no module"
+        raise NotReadyError(f"{what!r} has no spatial maps to show: hook a conv layer first")
+    return layer
+
+
+def channel_fits(view: ViewState) -> bool:
+    """The channel payload is the shown layer's (they arrive together; a stale one is not)."""
+    ch, layer = view.channel, view.layer
+    return bool(ch and layer and ch["module"] == layer["module"] and ch["call"] == layer["call"])
+
+
+def _histogram(view: ViewState) -> Spec:
+    layer = view.layer
+    if not layer or "histogram" not in layer:
+        raise NotReadyError("no hooked module to show: hook one first")
+    hists = [("whole layer", layer["histogram"], LAYER_COLOUR)]
+    ch = view.channel
+    if ch and channel_fits(view):
+        hists.append((f"channel {ch['channel']}", ch["histogram"], CHANNEL_COLOUR))
+    return histogram_spec(hists, "Value histogram")
+
+
+def _vector(view: ViewState) -> Spec:
+    """A vector's top entries (class logits, pooled features) as bars, best on top."""
+    layer: Any = view.layer or {}
+    if layer.get("kind") != "vector":
+        raise NotReadyError(f"{layer.get('module', 'no module')!r} is not a vector output")
+    names = layer["top_label"] or [None] * len(layer["top_index"])
+    labels = [f"{n} ({i})" if n else f"#{i}" for i, n in zip(layer["top_index"], names)]
+    probs = layer.get("top_probability")
+    title = f"{layer['module'] or 'model'} · top {len(labels)} of {layer['length']}"
+    trace = {"type": "bar", "orientation": "h", "y": labels, "x": layer["top_value"],
+             "marker": {"color": LAYER_COLOUR},
+             "hovertemplate": "%{y}: %{x:.4g}<br>%{text}<extra></extra>",
+             "text": ([f"p = {p * 100:.1f}%" for p in probs] if probs
+                      else [""] * len(labels))}  # fmt: skip
+    return {"data": [trace], "layout": layout(
+        title, yaxis={"autorange": "reversed", "automargin": True},
+        xaxis={"zeroline": True}, margin={"l": 120, "r": 8, "t": 28, "b": 28})}  # fmt: skip
+
+
+GRID_COLUMNS = 4
+
+
+def _grid(layer: LayerPayload, cs: str) -> Spec:
+    """The top-k channels' maps, one small heatmap each on its own axes (the browser draws
+    them as tiles: click selects the channel, shift-click ablates it)."""
+    tiles, k = decode_array(layer["tiles"]), len(layer["topk"])
+    rows = -(-k // GRID_COLUMNS)
+    data: list[dict[str, Any]] = []
+    axes: dict[str, dict[str, Any]] = {}
+    for i, c in enumerate(layer["topk"]):
+        lo, hi = layer["tile_min"][i], layer["tile_max"][i]
+        n = "" if i == 0 else str(i + 1)
+        data.append({"type": "heatmap", "z": lo + tiles[i].astype(np.float32) / 255 * (hi - lo),
+                     "zmin": lo, "zmax": hi, "colorscale": colorscale_stops(cs),
+                     "showscale": False, "xaxis": f"x{n}", "yaxis": f"y{n}", "name": f"#{c}",
+                     "meta": {"channel": c},
+                     "hovertemplate": f"channel {c}<br>%{{z:.3g}}<extra></extra>"})  # fmt: skip
+        axes[f"xaxis{n}"] = {"showticklabels": False}
+        axes[f"yaxis{n}"] = {"showticklabels": False, "autorange": "reversed"}
+    title = f"{layer['module']} · top {k} channels by mean activation"
+    grid = {"rows": rows, "columns": GRID_COLUMNS, "pattern": "independent"}
+    return {"data": data, "layout": layout(title, "tiles", height=120 + 90 * rows, grid=grid,
+                                           **axes)}  # fmt: skip
 
 
 def module_view_of(ctx: Context, name: str, **kw: Any) -> tuple[ViewState, list[Any]]:

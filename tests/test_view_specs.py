@@ -1,0 +1,109 @@
+"""The views' one definition (layerscope/widget/spec.py and the panels' figure()): what each
+draws, checked against a computation by hand or the captured output, and how a spec travels to
+the browser (binary arrays, picture references) and to plotly.py (data URLs)."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import layerscope as ls
+from layerscope.errors import LayerScopeError
+from layerscope.widget.dataset_figure import ALIVE, DEAD, SELECTED, bar_colours
+from layerscope.widget.panels.importance import importance_spec
+from layerscope.widget.spec import IMAGE, for_browser, histogram_spec, to_plotly
+
+
+class Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 5, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+IMAGE_PIXELS = np.random.default_rng(1).integers(0, 256, (24, 36, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def explorer():
+    return ls.Explorer(Net(), IMAGE_PIXELS, hooked_modules=["conv"])
+
+
+def test_histograms_are_fractions_of_values_at_bin_centres():
+    spec = histogram_spec([("a", {"counts": [1, 3], "edges": [0.0, 1.0, 2.0]}, "#000")], "t")
+    (bars,) = spec["data"]
+    assert bars["y"].tolist() == [0.25, 0.75] and bars["x"].tolist() == [0.5, 1.5]
+    assert bars["width"] == 1.0 and spec["layout"]["yaxis"]["type"] == "log"
+
+
+def test_importance_bars_one_colour_per_trace_and_a_band_behind_the_selected():
+    imp = {"module": "m", "call": 0, "target": 1, "name": "cat", "score": 1.0,
+           "channels": [7, 3, 9], "estimate": [3.0, 2.0, 1.0], "exact": [2.5, None, None],
+           "rank_correlation": None}  # fmt: skip
+    spec = importance_spec(imp, 7)  # the first bar: the one plotly's legend takes its colour from
+    assert [t["marker"]["color"] for t in spec["data"]] == ["#4c78a8", "#54a24b"]
+    assert spec["data"][1]["x"] == ["#7", "#3", "#9"]
+    (band,) = spec["layout"]["shapes"]
+    assert [band["x0"], band["x1"], band["yref"]] == [-0.5, 0.5, "paper"]  # category 0
+    assert importance_spec(imp, 3)["layout"]["shapes"][0]["x0"] == 0.5
+    assert importance_spec(imp, 42)["layout"]["shapes"] == []
+
+
+def test_dataset_bars_dead_grey_and_the_selected_marked_even_when_dead():
+    assert bar_colours(5, 1, np.array([3, 1])) == [ALIVE, SELECTED, ALIVE, DEAD, ALIVE]
+    assert bar_colours(3, -1, np.array([], int)) == [ALIVE] * 3
+
+
+def test_a_spec_goes_to_the_browser_as_binary_arrays():
+    z = np.arange(6, dtype=np.float64).reshape(2, 3) / 7
+    sent = for_browser({"data": [{"z": z, "n": np.int64(4), "c": [np.float32(0.5)]}]})
+    arr = sent["data"][0]["z"]
+    assert arr["dtype"] == "f4" and arr["shape"] == "2,3"
+    assert np.array_equal(np.frombuffer(arr["bdata"], np.float32), z.astype(np.float32).ravel())
+    assert sent["data"][0]["n"] == 4 and type(sent["data"][0]["n"]) is int
+    assert sent["data"][0]["c"] == [0.5]
+    with pytest.raises(LayerScopeError, match="dtype complex128"):
+        for_browser({"z": np.zeros(2, complex)})
+
+
+def test_pictures_are_references_resolved_to_the_view_states_images(explorer):
+    spec = explorer._ctx.shown["image"].figure(explorer.view, "image")
+    assert spec["layout"]["images"][0]["source"] == IMAGE  # the spec names it: not a copy
+    fig = to_plotly(spec, explorer.view)
+    url = fig.layout.images[0].source
+    assert base64.b64decode(url.split(",", 1)[1]) == explorer._image["jpeg"]
+    with pytest.raises(LayerScopeError, match="layerscope:mask"):
+        to_plotly({"data": [], "layout": {"images": [{"source": "layerscope:mask"}]}},
+                  explorer.view)  # fmt: skip
+
+
+def test_the_grid_tiles_are_the_channels_maps(explorer):
+    act = explorer.activations["conv"][0]
+    fig = explorer.figure("grid")
+    for trace in fig.data:
+        c = trace.meta["channel"]
+        assert trace.name == f"#{c}"
+        lo, hi = float(act[c].min()), float(act[c].max())
+        assert (trace.zmin, trace.zmax) == pytest.approx((lo, hi), rel=1e-6)
+        # 8-bit tiles: within half a step of the channel's own values.
+        assert np.abs(np.asarray(trace.z) - act[c].numpy()).max() <= (hi - lo) / 255 / 2 + 1e-6
+
+
+def test_the_live_views_are_the_figures(explorer):
+    """What the widget is sent for each view is what explorer.figure() draws."""
+    for name in explorer._shown_views:
+        sent = getattr(explorer, f"_view_{name}")
+        try:
+            fig = explorer.figure(name).to_dict()
+        except ls.NotReadyError:
+            assert sent == {}, name
+            continue
+        assert sent["layout"]["title"]["text"] == fig["layout"]["title"]["text"], name
+        assert [t["type"] for t in sent["data"]] == [t["type"] for t in fig["data"]], name
