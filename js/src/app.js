@@ -3,7 +3,7 @@
 
 import { h } from "./controls.js";
 import { cellAt } from "./geometry.js";
-import * as panels from "./panels.js";
+import { drawValues, drawView, PANELS, withMarks } from "./panels/index.js";
 import { cellMark } from "./spec.js";
 import { ViewState } from "./state.js";
 import { drawHeader, drawImageControls, drawToolbar, sendFile } from "./toolbar.js";
@@ -19,30 +19,17 @@ import { TreeView } from "./tree.js";
 
 const CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["select2d", "lasso2d"] };
 
-// Which parts of the widget a trait change affects. The views' specs (`_view_<name>`) come
-// from the kernel after every change that restyles them (options included).
+// Which parts of the widget a trait change affects: the app's own (header, tree, toolbar), then
+// each panel's (panels/index.js). The views' specs (`_view_<name>`) come from the kernel after
+// every change that restyles them (options included).
 /** @type {Record<string, string[]>} */
-const AFFECTS = {
-  _view_image: ["image"],
-  _view_channel: ["maps"],
-  _view_aggregate: ["maps"],
-  _view_grid: ["grid"],
-  _view_histogram: ["histogram"],
-  _view_vector: ["histogram"],
-  _view_score: ["segmentation"],
-  _view_gradient: ["gradient"],
-  _view_importance: ["importance"],
-  _view_dataset: ["dataset"],
-  _layer: ["toolbar", "layout", "histogram", "values"],
-  _channel: ["toolbar", "histogram", "values"],
-  _class_score: ["segmentation"],
-  _segmentation: ["image", "segmentation", "toolbar"],
-  _image: ["image"],
+const OWN = {
   _tree: ["tree"],
-  hooked_modules: ["tree", "toolbar", "layout"],
+  hooked_modules: ["tree", "toolbar"],
   selected_module: ["tree", "toolbar"],
-  selected_channel: ["grid", "toolbar"],
+  selected_channel: ["toolbar"],
   selected_call: ["toolbar"],
+  selected_frame: ["toolbar"],
   _status: ["header"],
   _error: ["header"],
   _notice: ["header"],
@@ -52,16 +39,27 @@ const AFFECTS = {
   aggregate: ["toolbar"],
   overlay: ["toolbar"],
   gradcam_region: ["toolbar"],
-  _prediction: ["segmentation", "toolbar"],
-  selected_frame: ["toolbar"],
-  selected_class: ["segmentation"],
-  _ablation: ["image", "segmentation", "toolbar"],
-  ablations: ["toolbar", "grid"],
   show_importance: ["toolbar"],
-  _dataset: ["dataset"],
+  ablations: ["toolbar"],
+  _layer: ["toolbar"],
+  _channel: ["toolbar"],
+  _segmentation: ["toolbar"],
+  _prediction: ["toolbar"],
+  _ablation: ["toolbar"],
 };
-// Every part that hands plotly a figure: redrawn when the theme changes.
-const PLOTTED = ["image", "maps", "gradient", "histogram", "segmentation", "importance", "dataset"];
+
+/**
+ * Every trait's parts, the app's and the panels' together.
+ * @returns {Record<string, string[]>}
+ */
+function affected() {
+  /** @type {Record<string, string[]>} */
+  const all = {};
+  for (const table of [OWN, ...PANELS.map((p) => p.affects)]) {
+    for (const [trait, parts] of Object.entries(table)) all[trait] = [...(all[trait] || []), ...parts];
+  }
+  return all;
+}
 
 /**
  * @param {HTMLElement} el
@@ -198,27 +196,20 @@ export function createApp({ model, el, plotly }) {
     images: () => drawImageControls(ctx),
     tree: () => tree.update(model.get("_tree") || [], model.get("hooked_modules"), model.get("selected_module")),
     toolbar: () => drawToolbar(ctx),
-    layout: () => panels.drawLayout(ctx),
-    image: () => panels.drawImage(ctx),
-    maps: () => panels.drawMaps(ctx),
-    grid: () => panels.drawGrid(ctx),
-    histogram: () => panels.drawHistogram(ctx),
-    gradient: () => panels.drawGradient(ctx),
-    values: () => panels.drawValues(ctx),
-    segmentation: () => panels.drawSegmentation(ctx),
-    importance: () => panels.drawImportance(ctx),
-    dataset: () => panels.drawDataset(ctx),
   };
+  for (const panel of PANELS) {
+    for (const [name, draw] of Object.entries(panel.parts)) PARTS[name] = () => draw(ctx);
+  }
   // A view of a panel with no front-end module of its own: a plot of its own, drawn as given.
-  const affects = { ...AFFECTS };
-  const plotted = [...PLOTTED];
+  const affects = affected();
+  const plotted = PANELS.flatMap((p) => p.plotted);
   for (const name of model.get("_shown_views") || []) {
     if (`_view_${name}` in affects) continue;
     const plot = h("div", `layerscope-plot layerscope-plot-${name}`);
     plot.hidden = true;
     dom.panels.append(plot);
     plots.push(plot);
-    PARTS[`view:${name}`] = () => panels.drawView(ctx, plot, name);
+    PARTS[`view:${name}`] = () => drawView(ctx, plot, name);
     affects[`_view_${name}`] = [`view:${name}`];
     plotted.push(`view:${name}`);
   }
@@ -252,13 +243,13 @@ export function createApp({ model, el, plotly }) {
     st.hoverCell = cell;
     const boxes = st.imageBoxes();
     if (/** @type {any} */ (dom.imagePlot).layout) {
-      plotly.relayout(dom.imagePlot, { shapes: panels.withMarks(dom.imagePlot, st.imageShapes()) });
+      plotly.relayout(dom.imagePlot, { shapes: withMarks(dom.imagePlot, st.imageShapes()) });
     }
     const marks = cellMark(st.cell());
     for (const p of [dom.channelPlot, dom.aggregatePlot]) {
-      if (/** @type {any} */ (p).layout) plotly.relayout(p, { shapes: panels.withMarks(p, marks) });
+      if (/** @type {any} */ (p).layout) plotly.relayout(p, { shapes: withMarks(p, marks) });
     }
-    panels.drawValues(ctx);
+    drawValues(ctx);
     dom.imagePlot.dataset.box = boxes.length ? JSON.stringify(boxes[0].box) : "";
     dom.imagePlot.dataset.receptiveBox = boxes.length > 1 ? JSON.stringify(boxes[1].box) : "";
   }

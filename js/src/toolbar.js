@@ -3,7 +3,7 @@
 
 import { AGGREGATE_LABELS, AGGREGATES, COLORSCALES } from "./contract.js";
 import { h, select, slider } from "./controls.js";
-import { toggleAblation } from "./panels.js";
+import { toggleAblation } from "./panels/index.js";
 
 /** @typedef {import("./context.js").Context} Context */
 

@@ -1,0 +1,35 @@
+// Drawing a view as the kernel defined it: its spec (`_view_<name>`, from the panel's figure()
+// in Python), with the theme, the pictures it refers to and the marks linking adds.
+
+import { drawable, hasView } from "../spec.js";
+
+/** @typedef {import("../context.js").Context} Context */
+
+/**
+ * Draw view `name` into `plot` as the kernel defined it (hidden when it sent none); `decorate`
+ * adds what linking marks. The spec's own shapes are kept on the plot for later marks.
+ * @param {Context} ctx
+ * @param {HTMLElement & {specShapes?: any[]}} plot
+ * @param {string} name
+ * @param {(fig: import("../spec.js").Figure) => void} [decorate]
+ */
+export function drawView(ctx, plot, name, decorate) {
+  const spec = ctx.model.get(`_view_${name}`);
+  plot.hidden = !hasView(spec);
+  if (!hasView(spec)) return;
+  const fig = drawable(spec, ctx.theme(), (ref) => ctx.st.picture(ref));
+  // The box takes the view's height, so plotly's autosize (on every resize) keeps it.
+  if (fig.layout.height) plot.style.height = `${fig.layout.height}px`;
+  plot.specShapes = fig.layout.shapes;
+  decorate?.(fig);
+  ctx.react(plot, fig);
+}
+
+/**
+ * A shape list: the spec's own, then `marks`.
+ * @param {HTMLElement & {specShapes?: any[]}} plot
+ * @param {any[]} marks
+ */
+export function withMarks(plot, marks) {
+  return [...(plot.specShapes || []), ...marks];
+}

@@ -1,0 +1,25 @@
+// The front end's panels, registered in one list (the twin of layerscope/widget/panels): each
+// says which parts of the widget it draws and which trait changes redraw them. A view of a
+// Python panel that is in no module here is drawn as given in a plot of its own (app.js).
+
+import { gridPanel } from "./grid.js";
+import { imagePanel } from "./image.js";
+import { layerPanel } from "./layer.js";
+import { mapsPanel } from "./maps.js";
+import { plotsPanel } from "./plots.js";
+import { predictionPanel } from "./prediction.js";
+
+/**
+ * @typedef {import("../context.js").Context} Context
+ * @typedef {{parts: Record<string, (ctx: Context) => void>, affects: Record<string, string[]>,
+ *   plotted: string[]}} FrontPanel
+ *   `parts`: what it draws, by name; `affects`: trait -> its parts a change redraws;
+ *   `plotted`: its parts drawn by plotly (redrawn in the new colours when the theme changes)
+ */
+
+/** @type {FrontPanel[]} */
+export const PANELS = [imagePanel, mapsPanel, gridPanel, layerPanel, predictionPanel, plotsPanel];
+
+export { drawView, withMarks } from "./draw.js";
+export { toggleAblation } from "./grid.js";
+export { drawValues } from "./layer.js";
