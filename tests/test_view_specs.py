@@ -107,3 +107,27 @@ def test_the_live_views_are_the_figures(explorer):
             continue
         assert sent["layout"]["title"]["text"] == fig["layout"]["title"]["text"], name
         assert [t["type"] for t in sent["data"]] == [t["type"] for t in fig["data"]], name
+
+
+class Classifier(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.head = nn.Linear(4, 7)
+
+    def forward(self, x):
+        return self.head(self.conv(x).mean((2, 3)))
+
+
+def test_a_vector_view_is_its_top_entries_by_hand():
+    names = [f"c{i}" for i in range(7)]
+    ex = ls.Explorer(Classifier(), IMAGE_PIXELS, class_names=names, hooked_modules=["head"])
+    logits = ex.activations["head"][0]
+    top = torch.argsort(logits, descending=True)[: len(ex.figure("vector").data[0].y)]
+    fig = ex.figure("vector")
+    assert list(fig.data[0].y) == [f"c{i} ({i})" for i in top.tolist()]
+    assert list(fig.data[0].x) == pytest.approx(logits[top].tolist(), rel=1e-6)
+    sent = ex._view_vector  # the widget is sent the same view
+    assert sent["data"][0]["y"] == list(fig.data[0].y)
+    assert sent["layout"]["title"]["text"] == fig.layout.title.text

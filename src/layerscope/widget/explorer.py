@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import traitlets as t
 from PIL import Image
 from torch import nn
 
@@ -119,6 +118,7 @@ class Explorer(LayerScopeWidget):
         self._ctx = ctx = Core(self, s, self._panels, title=self._title, notice=self._notice,
                                modules=named, topk=topk, bins=bins)  # fmt: skip
         self._steps = ctx.steps
+        self._refused = ctx.refused  # a value from the browser refused: its panel's error
         self._samples = sorted(SAMPLE_IMAGES)
         self._shown_views = shown
         if image is None:
@@ -275,19 +275,3 @@ class Explorer(LayerScopeWidget):
         Explorer's, the module and channel stay, and the unit is marked on the image (like
         clicking the patch)."""
         self._dataset_panel().show_example(self._ctx, rank)
-
-    # -- from the browser: values and messages, to the core ----------------------------------
-
-    def set_state(self, sync_data: dict[str, Any]) -> None:
-        """Values from the browser, one by one: a refused one is shown as an error (the panel's
-        that takes it) and sent back as it was kept, and does not undo the others."""
-        for name, value in sync_data.items():
-            try:
-                super().set_state({name: value})
-            except t.TraitError as exc:
-                self._ctx.refused(name, str(exc))
-                self.send_state(name)
-
-    def _on_dataset_msg(self, widget: Any, content: Any, buffers: Any) -> None:
-        """A message from the front end (a click on a dataset patch): to its panel."""
-        self._ctx.message(widget, content, buffers)

@@ -5,6 +5,7 @@ through :func:`~layerscope.widget.schema.json_safe`."""
 from __future__ import annotations
 
 import pathlib
+from collections.abc import Callable
 from typing import Any
 
 import anywidget
@@ -29,6 +30,19 @@ def payload_trait(default: Any = None) -> t.TraitType:
 
 class LayerScopeWidget(anywidget.AnyWidget):
     """The synced state of the Explorer's widget (see :class:`layerscope.Explorer`)."""
+
+    _refused: Callable[[str, str], None] = staticmethod(lambda name, message: None)
+    """Told of a value from the browser refused (the Explorer shows it as its panel's error)."""
+
+    def set_state(self, sync_data: dict[str, Any]) -> None:
+        """Values from the browser, one by one: a refused one is shown as an error (the panel's
+        that takes it) and sent back as it was kept, and does not undo the others."""
+        for name, value in sync_data.items():
+            try:
+                super().set_state({name: value})
+            except t.TraitError as exc:
+                self._refused(name, str(exc))
+                self.send_state(name)
 
     _esm = _STATIC / "widget.js"
     _css = _STATIC / "layerscope.css"
