@@ -29,6 +29,7 @@ from .errors import (
 )
 from .featurevis import FeatureVis, visualize
 from .gradients import BatchGradCam, GradCam, grad_cam, grad_cams
+from .graph import ModuleGraph, module_graph
 from .images import load_image, sample_image
 from .importance import ChannelImportance, channel_importance
 from .intervene import Intervention, intervene
@@ -46,6 +47,8 @@ __all__ = [
     "Capturer",
     "Activations",
     "module_tree",
+    "module_graph",
+    "ModuleGraph",
     # the widget
     "Explorer",
     # analyses
