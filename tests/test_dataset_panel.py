@@ -111,7 +111,7 @@ def test_figures_export_and_errors(swept, tmp_path):
     with pytest.raises(LayerScopeError, match="example 9 does not exist"):
         ex.show_example(9)
     shown = ex._dataset
-    ex._on_dataset_msg(ex, {"kind": "show-example", "rank": 9}, [])  # a click from the browser
+    ex._handle_custom_msg({"kind": "show-example", "rank": 9}, [])  # a click from the browser
     assert "example 9 does not exist" in ex._error
     # A failed click leaves the panel as it was: the same patches and statistics.
     assert ex._dataset == shown and ex._dataset["examples"]

@@ -180,7 +180,15 @@ def test_payload_stays_small_for_a_2048_channel_layer(preset):
 def test_figures_export_what_is_shown(explorer):
     explorer.hooked_modules = ["backbone.layer2"]
     views = set(view_names({p.name: p() for p in REGISTRY}))
-    for view in views - {"vector", "gradcam", "gradient", "ablation", "importance", "dataset"}:
+    for view in views - {
+        "vector",
+        "gradcam",
+        "gradient",
+        "ablation",
+        "importance",
+        "dataset",
+        "graph",
+    }:
         fig = explorer.figure(view)
         assert isinstance(fig, go.Figure) and fig.data or fig.layout.images, view
     z = np.asarray(explorer.figure("channel").data[0].z)

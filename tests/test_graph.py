@@ -200,3 +200,37 @@ def test_the_layered_drawing_runs_left_to_right_without_overlaps(deeplab):
     assert set(at) == {n.id for n in g.nodes}
     assert all(at[e.source][0] < at[e.target][0] for e in g.edges)
     assert len(set(at.values())) == len(at)  # no two nodes in one place
+
+
+def test_the_explorers_graph_view_is_module_graph_with_no_forward_of_its_own(deeplab):
+    ex = ls.Explorer(deeplab, ls.sample_image(), preprocess=ls.Preprocess(resize=(64, 64)),
+                     class_names=[f"c{i}" for i in range(21)],
+                     hooked_modules=["backbone.layer2", "backbone.layer3"])  # fmt: skip
+    forwards = []
+    handle = deeplab.register_forward_hook(lambda *a: forwards.append(1))
+    try:
+        ex.show_graph = True
+        assert ex.errors == {} and forwards == []  # drawn from the first forward's recording
+        truth = ls.module_graph(deeplab, ex.inputs, depth=1)  # a forward of its own, here
+        forwards.clear()
+        fig = ex.figure("graph")
+        modules = fig.data[2]
+        assert sorted(modules.customdata) == sorted(n.module for n in truth.nodes
+                                                    if n.kind == "module")  # fmt: skip
+        colour = dict(zip(modules.customdata, modules.marker.color))
+        assert colour["backbone.layer3"] == "#e45756"  # selected (the last hooked)
+        assert colour["backbone.layer2"] == "#4c78a8" and colour["backbone.layer1"] == "#c8ccd4"
+        ex.hooked_modules = ["backbone.layer2"]  # the colours follow the hooks
+        colour = dict(zip(ex.figure("graph").data[2].customdata,
+                          ex.figure("graph").data[2].marker.color))  # fmt: skip
+        assert colour["backbone.layer3"] == "#c8ccd4" and colour["backbone.layer2"] == "#e45756"
+        # The tree's expanded modules open the graph the same way.
+        ex.graph_open = ["backbone", "classifier", "aux_classifier", "backbone.layer1"]
+        shown = set(ex.figure("graph").data[2].customdata)
+        truth.expand("backbone.layer1")
+        assert shown == {n.module for n in truth.nodes if n.kind == "module"}
+        assert "backbone.layer1.0" in shown and "backbone.layer1" not in shown
+        assert forwards == []
+        assert ex._view_graph["layout"]["title"]["text"] == ex.figure("graph").layout.title.text
+    finally:
+        handle.remove()

@@ -65,11 +65,11 @@ def test_a_spec_goes_to_the_browser_as_binary_arrays():
     z = np.arange(6, dtype=np.float64).reshape(2, 3) / 7
     sent = for_browser({"data": [{"z": z, "n": np.int64(4), "c": [np.float32(0.5)]}]})
     arr = sent["data"][0]["z"]
-    assert arr["dtype"] == "f4" and arr["shape"] == "2,3"
-    assert np.array_equal(np.frombuffer(arr["bdata"], np.float32), z.astype(np.float32).ravel())
+    assert arr["dtype"] == "f8" and arr["shape"] == "2,3"  # float64 stays exact
+    assert np.array_equal(np.frombuffer(arr["bdata"], np.float64), z.ravel())
     assert sent["data"][0]["n"] == 4 and type(sent["data"][0]["n"]) is int
     assert sent["data"][0]["c"] == [0.5]
-    with pytest.raises(LayerScopeError, match="dtype complex128"):
+    with pytest.raises(LayerScopeError, match="complex128"):
         for_browser({"z": np.zeros(2, complex)})
 
 
@@ -131,3 +131,87 @@ def test_a_vector_view_is_its_top_entries_by_hand():
     sent = ex._view_vector  # the widget is sent the same view
     assert sent["data"][0]["y"] == list(fig.data[0].y)
     assert sent["layout"]["title"]["text"] == fig.layout.title.text
+
+
+# -- what a hostile pass over the view specs found (2026-12-05), each fixed and checked here ---
+
+
+class Flaky(nn.Module):
+    """Raises in the forward while ``armed``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.armed = False
+
+    def forward(self, x):
+        if self.armed:
+            raise RuntimeError("this forward fails")
+        return self.relu(self.conv1(x))
+
+
+def test_an_image_that_fails_leaves_the_image_shown_and_the_models_input_alike():
+    model = Flaky()
+    ex = ls.Explorer(model, IMAGE_PIXELS, hooked_modules=["conv1"])
+    shape = tuple(ex.inputs.shape)
+    model.armed = True
+    with pytest.raises(ls.LayerScopeError):
+        ex.set_image(np.full((40, 56, 3), 255, np.uint8))
+    model.armed = False
+    assert tuple(ex.inputs.shape) == shape  # not the failed image's 40 x 56
+    ex.hook("relu")
+    h, w = ex._image["size"]
+    assert ex._layer["map_size"] == [h, w] == list(IMAGE_PIXELS.shape[:2])
+    assert ex._view_image["layout"]["xaxis"]["range"] == [0, w]
+
+
+def test_a_new_image_keeps_the_selected_module_and_goes_out_with_its_views():
+    ex = ls.Explorer(Net(), IMAGE_PIXELS, hooked_modules=["conv", ""])
+    ex.selected_module = "conv"
+    sent = []
+    ex.send_state = lambda key=None: sent.append(set([key] if isinstance(key, str) else key or ()))
+    ex.set_image(np.zeros((20, 30, 3), np.uint8))
+    assert ex.selected_module == "conv"  # not the last hooked one
+    (first,) = [keys for keys in sent if "_image" in keys]
+    assert "_view_image" in first  # the new photo and its view in one message
+    assert ex._view_image["layout"]["xaxis"]["range"] == [0, 30]
+
+
+def test_arrays_reach_the_browser_exactly():
+    sent = for_browser({
+        "f": np.array([1e4 + 1e-3, 1e4 + 2e-3]), "i": np.array([3_000_000_000]),
+        "b": np.array([True, False]), "s": np.array(["a", "b"]), "h": np.ones(2, np.float16),
+    })  # fmt: skip
+    assert sent["f"]["dtype"] == "f8"
+    assert np.frombuffer(sent["f"]["bdata"], np.float64).tolist() == [1e4 + 1e-3, 1e4 + 2e-3]
+    assert np.frombuffer(sent["i"]["bdata"], np.float64).tolist() == [3_000_000_000]
+    assert sent["b"]["dtype"] == "u1" and sent["s"] == ["a", "b"] and sent["h"]["dtype"] == "f4"
+    with pytest.raises(LayerScopeError, match="4 dimensions"):
+        for_browser(np.zeros((1, 1, 1, 1)))
+
+
+def test_a_views_drawing_error_goes_when_it_draws_again():
+    from layerscope.widget.panels import REGISTRY, Panel
+
+    class Picky(Panel):
+        name, after, views, shown = "picky", ("channel",), ("picky",), ("picky",)
+
+        def figure(self, view, name):
+            if view.options.colorscale == "Greys":
+                raise ValueError("no greys here")
+            return {"data": [{"type": "bar", "y": [1]}], "layout": {"title": {"text": "p"}}}
+
+    ex = ls.Explorer(Net(), IMAGE_PIXELS, hooked_modules=["conv"], panels=[*REGISTRY, Picky])
+    ex.colorscale = "Greys"
+    assert "no greys here" in ex.errors["picky"] and ex._view_picky == {}
+    ex.colorscale = "Viridis"
+    assert "picky" not in ex.errors and ex._view_picky["layout"]["title"]["text"] == "p"
+
+
+def test_figure_draws_the_photo_as_shown_by_default(explorer):
+    explorer.overlay = "mask" if explorer.view.scene.segmentation else "none"
+    assert explorer.figure().to_dict() == explorer.figure("image").to_dict()
+    assert explorer.figure().data[0].opacity == 0  # no map drawn over it in this mode
+    explorer.overlay = "aggregate"

@@ -3,7 +3,7 @@
 
 import { h } from "./controls.js";
 import { cellAt } from "./geometry.js";
-import { drawValues, drawView, PANELS, withMarks } from "./panels/index.js";
+import { drawValues, drawView, PANELS, ringOf, withMarks } from "./panels/index.js";
 import { cellMark } from "./spec.js";
 import { ViewState } from "./state.js";
 import { drawHeader, drawImageControls, drawToolbar, sendFile } from "./toolbar.js";
@@ -95,6 +95,7 @@ function buildDom() {
     toolbar: h("div", "layerscope-toolbar"),
     panels: h("div", "layerscope-panels"),
     emptyHint: h("div", "layerscope-empty", "Click a module in the tree to capture its output."),
+    graphPlot: h("div", "layerscope-plot layerscope-plot-graph"),
     imagePlot: h("div", "layerscope-plot layerscope-plot-image"),
     channelPlot: h("div", "layerscope-plot layerscope-plot-channel"),
     vectorPlot: h("div", "layerscope-plot layerscope-plot-vector"),
@@ -113,6 +114,7 @@ function buildDom() {
   header.append(dom.title, dom.imageControls, dom.status, progress);
   root.append(header, dom.notice, dom.error, dom.body);
   dom.panels.append(
+    dom.graphPlot,
     dom.imagePlot,
     dom.channelPlot,
     dom.vectorPlot,
@@ -140,6 +142,7 @@ export function createApp({ model, el, plotly }) {
   el.append(dom.root);
   const st = new ViewState(model);
   const plots = [
+    dom.graphPlot,
     dom.imagePlot,
     dom.channelPlot,
     dom.vectorPlot,
@@ -182,10 +185,22 @@ export function createApp({ model, el, plotly }) {
   /** @type {Promise<any>[]} the plots this frame asked plotly to draw */
   let drawing = [];
 
+  /** Hook a module, or unhook it (a tree row's or a graph node's click). @param {string} id */
+  const toggleHook = (id) => {
+    const hooked = /** @type {string[]} */ (model.get("hooked_modules"));
+    set("hooked_modules", hooked.includes(id) ? hooked.filter((n) => n !== id) : [...hooked, id]);
+  };
   const tree = new TreeView(dom.body, {
-    onToggle: (id) => {
-      const hooked = /** @type {string[]} */ (model.get("hooked_modules"));
-      set("hooked_modules", hooked.includes(id) ? hooked.filter((n) => n !== id) : [...hooked, id]);
+    onToggle: toggleHook,
+    // The graph opens what the tree shows opened (when the kernel has a graph view).
+    onExpand: (ids) => {
+      if (model.get("show_graph") !== undefined) set("graph_open", ids);
+    },
+    onHover: (id) => {
+      const plot = /** @type {any} */ (dom.graphPlot);
+      if (plot.layout && !plot.hidden) {
+        plotly.relayout(plot, { shapes: withMarks(plot, ringOf(model.get("_view_graph"), id)) });
+      }
     },
   });
   dom.body.append(dom.views);
@@ -203,12 +218,15 @@ export function createApp({ model, el, plotly }) {
   // A view of a panel with no front-end module of its own: a plot of its own, drawn as given.
   const affects = affected();
   const plotted = PANELS.flatMap((p) => p.plotted);
+  /** @type {HTMLElement[]} plots of views with no front-end module: clicks by their link */
+  const ownPlots = [];
   for (const name of model.get("_shown_views") || []) {
     if (`_view_${name}` in affects) continue;
     const plot = h("div", `layerscope-plot layerscope-plot-${name}`);
     plot.hidden = true;
     dom.panels.append(plot);
     plots.push(plot);
+    ownPlots.push(plot);
     PARTS[`view:${name}`] = () => drawView(ctx, plot, name);
     affects[`_view_${name}`] = [`view:${name}`];
     plotted.push(`view:${name}`);
@@ -280,15 +298,19 @@ export function createApp({ model, el, plotly }) {
   };
   const onUnhover = () => linkCell(null);
   /**
-   * A click on a view, by the role of the trace clicked: a dataset patch (`meta.rank`) opens
-   * its image; a bar that carries its channel (`customdata`) selects it.
-   * @param {any} ev
+   * A click on a view, by what was clicked: a module node (a trace with `meta.role` "modules",
+   * its `customdata` the module) hooks it; a dataset patch (`meta.rank`) opens its image; in a
+   * view whose `layout.meta.link` is "channels", a point's `customdata` selects that channel.
+   * @param {any} plot
+   * @returns {(ev: any) => void}
    */
-  const onPlotClick = (ev) => {
+  const onPlotClick = (plot) => (ev) => {
     const p = pointOf(ev);
     const rank = p?.data?.meta?.rank;
-    if (rank !== undefined) model.send({ kind: "show-example", rank: Number(rank) });
-    else if (p && p.customdata !== undefined) set("selected_channel", Number(p.customdata));
+    if (p?.data?.meta?.role === "modules") toggleHook(String(p.customdata));
+    else if (rank !== undefined) model.send({ kind: "show-example", rank: Number(rank) });
+    else if (p?.customdata !== undefined && plot.layout?.meta?.link === "channels")
+      set("selected_channel", Number(p.customdata));
   };
   /** @type {Array<[HTMLElement, string, (ev: any) => void]>} */
   const plotEvents = [
@@ -300,8 +322,18 @@ export function createApp({ model, el, plotly }) {
     [dom.imagePlot, "plotly_click", (ev) => onImagePoint(ev, true)],
     [dom.imagePlot, "plotly_unhover", onUnhover],
     [dom.imagePlot, "plotly_selected", onImageSelected],
-    [dom.importancePlot, "plotly_click", onPlotClick],
-    [dom.datasetPlot, "plotly_click", onPlotClick],
+    [dom.importancePlot, "plotly_click", onPlotClick(dom.importancePlot)],
+    [dom.datasetPlot, "plotly_click", onPlotClick(dom.datasetPlot)],
+    [dom.graphPlot, "plotly_click", onPlotClick(dom.graphPlot)],
+    ...ownPlots.map(
+      (p) => /** @type {[HTMLElement, string, (ev: any) => void]} */ ([p, "plotly_click", onPlotClick(p)]),
+    ),
+    [
+      dom.graphPlot,
+      "plotly_hover",
+      (ev) => tree.link(pointOf(ev)?.data?.meta?.role === "modules" ? String(pointOf(ev).customdata) : ""),
+    ],
+    [dom.graphPlot, "plotly_unhover", () => tree.link("")],
   ];
   // Plotly attaches `.on` to a plot element on its first draw.
   function bindPlotEvents() {

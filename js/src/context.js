@@ -9,7 +9,7 @@
  *   channelPlot: HTMLElement, vectorPlot: HTMLElement, aggregatePlot: HTMLElement, histPlot: HTMLElement,
  *   gradPlot: HTMLElement, scorePlot: HTMLElement, gridBox: HTMLElement, statsBox: HTMLElement,
  *   valuesBox: HTMLElement, segBox: HTMLElement, importancePlot: HTMLElement,
- *   datasetPlot: HTMLElement}} Dom
+ *   datasetPlot: HTMLElement, graphPlot: HTMLElement}} Dom
  * @typedef {{model: Model, st: import("./state.js").ViewState, dom: Dom,
  *   set: (name: keyof import("./schema.js").WidgetState, value: any) => void, schedule: (parts: string[]) => void,
  *   react: (plot: HTMLElement, fig: import("./spec.js").Figure) => void,

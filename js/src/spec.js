@@ -15,7 +15,7 @@
  * @returns {spec is Figure}
  */
 export function hasView(spec) {
-  return Boolean(spec?.layout);
+  return Boolean(spec && (spec.layout || spec.data));
 }
 
 /**
@@ -46,7 +46,7 @@ function arrays(value) {
  * @returns {Figure}
  */
 export function drawable(spec, theme, picture) {
-  const fig = /** @type {Figure} */ (arrays(spec));
+  const fig = /** @type {Figure} */ (arrays({ ...spec, data: spec.data || [], layout: spec.layout || {} }));
   const layout = fig.layout;
   layout.font = { ...(layout.font || {}), color: theme.font };
   for (const key of Object.keys(layout)) {

@@ -219,4 +219,11 @@ function drawInterventions({ model, st, set }, bar) {
     "Rank the channels by their effect on the selected class's score (one backward, exact ablations for the top ones)";
   importance.addEventListener("click", () => set("show_importance", !shown));
   bar.append(importance);
+  if (model.get("show_graph") !== undefined) {
+    const graph = model.get("show_graph");
+    const toggle = h("button", "layerscope-button layerscope-show-graph", graph ? "Hide graph" : "Graph");
+    toggle.title = "How data flows through the model, opened as the tree is (click a module to hook it)";
+    toggle.addEventListener("click", () => set("show_graph", !graph));
+    bar.append(toggle);
+  }
 }

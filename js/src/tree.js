@@ -88,7 +88,10 @@ export function formatCount(n) {
 export class TreeView {
   /**
    * @param {HTMLElement} container
-   * @param {{onToggle: (id: string) => void}} callbacks
+   * @param {{onToggle: (id: string) => void, onExpand?: (ids: string[]) => void,
+   *   onHover?: (id: string | null) => void}} callbacks
+   *   onExpand: the expanded modules after a change (the graph opens the same);
+   *   onHover: the row under the pointer (the graph marks its node)
    */
   constructor(container, callbacks) {
     this.callbacks = callbacks;
@@ -99,6 +102,8 @@ export class TreeView {
     /** @type {Set<string>} */
     this.hooked = new Set();
     this.selected = "";
+    /** the row marked from elsewhere (a graph node hovered) */
+    this.linked = "";
     this.query = "";
     this.focusId = "";
     this.root = document.createElement("div");
@@ -120,6 +125,22 @@ export class TreeView {
     });
     this.list.addEventListener("keydown", (e) => this.onKey(e));
     this.list.addEventListener("click", (e) => this.onClick(e));
+    this.list.addEventListener("mouseover", (e) => {
+      const row = /** @type {HTMLElement | null} */ (/** @type {HTMLElement} */ (e.target).closest(".layerscope-node"));
+      this.callbacks.onHover?.(row?.dataset.id ?? null);
+    });
+    this.list.addEventListener("mouseleave", () => this.callbacks.onHover?.(null));
+  }
+
+  /**
+   * Mark a row from elsewhere (a graph node under the pointer); "" unmarks.
+   * @param {string} id
+   */
+  link(id) {
+    this.linked = id;
+    for (const row of this.list.querySelectorAll(".layerscope-node")) {
+      row.classList.toggle("layerscope-linked", /** @type {HTMLElement} */ (row).dataset.id === id);
+    }
   }
 
   /**
@@ -161,6 +182,7 @@ export class TreeView {
       const row = document.createElement("div");
       row.className = "layerscope-node";
       row.dataset.id = n.id;
+      if (n.id === this.linked) row.classList.add("layerscope-linked");
       row.setAttribute("role", "treeitem");
       row.setAttribute("aria-level", String(n.depth + 1));
       row.setAttribute("aria-selected", String(this.hooked.has(n.id)));
@@ -222,6 +244,7 @@ export class TreeView {
     if (this.expanded.has(id)) this.expanded.delete(id);
     else this.expanded.add(id);
     this.render();
+    this.callbacks.onExpand?.([...this.expanded].filter(Boolean));
   }
 
   /** @param {KeyboardEvent} e */

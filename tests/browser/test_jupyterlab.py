@@ -507,3 +507,47 @@ mine = layerscope.Explorer(Net(), np.zeros((32, 32, 3), np.uint8), hooked_module
                            panels=[*REGISTRY, Brightness])
 mine
 """
+
+
+NODE_AT = """([plot, module]) => {
+  const el = document.querySelector(plot);
+  const t = el._fullData.find((d) => d.meta && d.meta.role === 'modules');
+  const i = t.customdata.indexOf(module);
+  const r = el.getBoundingClientRect(), xa = el._fullLayout.xaxis, ya = el._fullLayout.yaxis;
+  return [r.left + xa._offset + xa.l2p(t.x[i]), r.top + ya._offset + ya.l2p(t.y[i])];
+}"""
+
+
+def test_the_graph_opens_hooks_on_click_links_the_tree_and_opens_with_it(page, lab_url):
+    open_quickstart(page, lab_url)
+    page.click(".layerscope-show-graph")
+    plot = ".layerscope-plot-graph"
+    page.wait_for_selector(f"{plot} .main-svg", timeout=60_000)
+    page.wait_for_function(KERNEL_IDLE)
+    page.wait_for_timeout(300)
+    _same_drawing(page, ["graph"])
+    # A click on backbone.layer2's node hooks it, and the views show it.
+    page.locator(plot).scroll_into_view_if_needed()
+    page.mouse.click(*page.evaluate(NODE_AT, [plot, "backbone.layer2"]))
+    page.wait_for_selector('[data-layerscope-drawn^="backbone.layer2|"]', timeout=60_000)
+    page.wait_for_function(KERNEL_IDLE)
+    assert "backbone.layer2" in run_cell(page, "print(explorer.hooked_modules)")
+    # Hovering a node marks its tree row.
+    page.locator(plot).scroll_into_view_if_needed()
+    page.mouse.move(*page.evaluate(NODE_AT, [plot, "backbone.layer3"]))
+    page.wait_for_selector('.layerscope-node.layerscope-linked[data-id="backbone.layer3"]',
+                           timeout=10_000)  # fmt: skip
+    # Opening backbone.layer1 in the tree opens it in the graph.
+    page.click('.layerscope-node[data-id="backbone.layer1"] .layerscope-caret')
+    page.wait_for_function(
+        "(p) => document.querySelector(p)._fullData.some((d) => d.meta && d.meta.role === 'modules'"
+        " && d.customdata.includes('backbone.layer1.0'))",
+        arg=plot,
+        timeout=60_000,
+    )
+    page.wait_for_function(KERNEL_IDLE)
+    page.wait_for_timeout(300)
+    _same_drawing(page, ["graph"])
+    page.locator(plot).scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "graph.png"))
+    screenshot_dark(page, "graph-dark.png", follow=(plot,))

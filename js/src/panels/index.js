@@ -2,6 +2,7 @@
 // says which parts of the widget it draws and which trait changes redraw them. A view of a
 // Python panel that is in no module here is drawn as given in a plot of its own (app.js).
 
+import { graphPanel } from "./graph.js";
 import { gridPanel } from "./grid.js";
 import { imagePanel } from "./image.js";
 import { layerPanel } from "./layer.js";
@@ -18,8 +19,9 @@ import { predictionPanel } from "./prediction.js";
  */
 
 /** @type {FrontPanel[]} */
-export const PANELS = [imagePanel, mapsPanel, gridPanel, layerPanel, predictionPanel, plotsPanel];
+export const PANELS = [graphPanel, imagePanel, mapsPanel, gridPanel, layerPanel, predictionPanel, plotsPanel];
 
 export { drawView, withMarks } from "./draw.js";
+export { ringOf } from "./graph.js";
 export { toggleAblation } from "./grid.js";
 export { drawValues } from "./layer.js";

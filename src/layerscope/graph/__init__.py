@@ -22,7 +22,8 @@ def graph_of(model: nn.Module, recording: Recording, depth: int = 1) -> ModuleGr
     """The graph of a recorded forward of ``model``, opened down to ``depth``."""
     children = {n: [f"{n}.{c}" if n else c for c, _ in m.named_children()]
                 for n, m in model.named_modules()}  # fmt: skip
-    return ModuleGraph(recording, children, depth)
+    classes = {n: type(m).__name__ for n, m in model.named_modules()}
+    return ModuleGraph(recording, children, depth, classes)
 
 
 def module_graph(model: nn.Module, inputs: Any, depth: int = 1) -> ModuleGraph:

@@ -9,6 +9,7 @@ so a reused ReLU is a chain, never a loop. Edges carry the shape of the tensor t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import UnknownModuleError, close_matches
 from .record import Event, Recording
@@ -49,9 +50,11 @@ class ModuleGraph:
     """``module_graph(model, x, depth)``'s result: ``nodes``, ``edges``; ``expand(name)`` and
     ``collapse(name)`` follow the module tree's levels (both return the graph)."""
 
-    def __init__(self, recording: Recording, children: dict[str, list[str]], depth: int) -> None:
+    def __init__(self, recording: Recording, children: dict[str, list[str]], depth: int,
+                 classes: dict[str, str] | None = None) -> None:  # fmt: skip
         self.recording = recording
         self.children = children
+        self.classes = classes or {}  # module -> class name, for labels
         self.depth = depth
         self.opened = {p for p, kids in children.items() if kids and _depth(p) < depth}
         self._events = {e.id: e for e in recording.events}
@@ -95,6 +98,15 @@ class ModuleGraph:
         self._build()
         return self
 
+    def open_only(self, names: list[str]) -> ModuleGraph:
+        """Show these modules opened and no others (a module shows opened when every module
+        above it is opened too, as a tree's row does)."""
+        for name in names:
+            self._known(name)
+        self.opened = {n for n in names if self.children.get(n)}
+        self._build()
+        return self
+
     # -- building ---------------------------------------------------------------------------
 
     def _shown(self, event: Event) -> Event:
@@ -117,6 +129,8 @@ class ModuleGraph:
         module = e.name if e.kind == "module" else (
             self._events[e.scope[-1]].name if e.scope else "")  # fmt: skip
         label = e.name.rsplit(".", 1)[-1] if e.kind == "module" else e.name
+        if label.isdigit() and e.name in self.classes:  # "classifier.0" -> "0 ASPP"
+            label = f"{label} {self.classes[e.name]}"
         if e.kind == "module" and self.recording.calls.get(e.name, 1) > 1:
             label = f"{label} #{e.call}"
         return Node(self._id(e), e.kind, module, label or "model", e.shape, e.call,
@@ -139,6 +153,16 @@ class ModuleGraph:
                     edges[(source, target)] = Edge(source, target, shape)
         self._nodes = sorted(nodes.values(), key=lambda n: n.order)
         self._edges = list(edges.values())
+
+    def figure(self, hooked: list[str] | None = None, selected: str = "") -> Any:
+        """The graph drawn left to right as a ``plotly.graph_objects.Figure`` (the Explorer's
+        Graph view draws the same); ``hooked`` and ``selected`` modules are marked."""
+        import plotly.graph_objects as go
+
+        from .draw import drawing, graph_spec
+
+        spec = graph_spec({**drawing(self), "hooked": hooked or [], "selected": selected})
+        return go.Figure(data=spec["data"], layout=spec["layout"])
 
     def __repr__(self) -> str:
         return (

@@ -126,6 +126,12 @@ class FlowRecorder:
         self.producers = _Producers()
         self._exit = contextlib.ExitStack()
         self.recording: Recording | None = None
+        self.output: list[tuple[int, tuple[int, ...]]] | None = None
+
+    def _read(self, obj: Any) -> list[tuple[int, tuple[int, ...]]]:
+        """(producer, shape) of every tensor from the input in ``obj``."""
+        return [(p, tuple(t.shape)) for t in iter_tensors(obj)
+                if (p := self.producers.get(t)) is not None]  # fmt: skip
 
     def add(self, kind: str, name: str, **kw: Any) -> Event:
         event = Event(len(self.events), kind, name, tuple(e.id for e in self.stack), **kw)
@@ -157,6 +163,8 @@ class FlowRecorder:
             def leave(_m: nn.Module, _args: Any, out: Any) -> None:
                 event = self.stack.pop()
                 self.inside_leaf -= event.leaf
+                if name == "" and self.output is None:  # the model's own output
+                    self.output = self._read(out)
                 outs = list(iter_tensors(out))
                 event.shape = tuple(outs[0].shape) if outs else None
                 if event.leaf:  # a container's outputs keep their inner producers
@@ -173,10 +181,12 @@ class FlowRecorder:
             self._exit = stack.pop_all()
         return self
 
-    def finish(self, output: Any) -> Recording:
-        """Record the model's ``output`` (its tensors' producers) and return the recording."""
-        read = [(p, tuple(t.shape)) for t in iter_tensors(output)
-                if (p := self.producers.get(t)) is not None]  # fmt: skip
+    def finish(self) -> Recording | None:
+        """The recording, its output node reading what the model returned (None: no forward
+        ran inside, a cached output was served)."""
+        if self.output is None:
+            return None
+        read = self.output
         self.add("output", "output", inputs=read, shape=read[0][1] if read else None)
         self.recording = Recording(self.events, dict(self.calls))
         return self.recording
@@ -188,5 +198,7 @@ class FlowRecorder:
 def record(model: nn.Module, inputs: Any) -> Recording:
     """One forward of ``model`` on ``inputs`` (no gradients, eval mode kept as found), recorded."""
     with FlowRecorder(model, inputs) as rec, torch.no_grad():
-        out = model(inputs)
-    return rec.finish(out)
+        model(inputs)
+    recording = rec.finish()
+    assert recording is not None  # the forward ran inside
+    return recording

@@ -34,6 +34,7 @@ class Core(Context):
                            interrupted=lambda: self.status({"state": "idle"}),
                            batch=self.batch)  # fmt: skip
         self.shown = {v: p for p in panels.values() for v in p.shown}
+        self._unfit: set[str] = set()  # views whose figure raised (their panel's error)
         self._checks = {n: p for p in reversed(panels.values()) for n in p.validates}
         widget._register_validator(self.check, tuple(self._checks))  # traitlets' dynamic @validate
         widget.on_msg(self.message)
@@ -53,9 +54,13 @@ class Core(Context):
                 spec = for_browser(panel.figure(self.view, name))
             except NotReadyError:
                 spec = {}
+                self._fit_again(name, panel)
             except Exception as exc:  # a view that cannot be drawn is its panel's error
                 self.steps.report(panel.name, exc)
+                self._unfit.add(name)
                 spec = {}
+            else:
+                self._fit_again(name, panel)
             if now:
                 self.now(f"_view_{name}", spec)
             else:
@@ -69,6 +74,11 @@ class Core(Context):
         with self._widget.hold_sync():
             super().publish(payloads)
             self.publish_views()
+
+    def _fit_again(self, name: str, panel: Panel) -> None:
+        if name in self._unfit:  # the view draws (or has nothing to draw) again: no error
+            self._unfit.discard(name)
+            self.steps.succeeded(panel.name)
 
     def observed(self) -> list[str]:
         """The traits whose change the core acts on."""

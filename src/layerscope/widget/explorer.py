@@ -224,12 +224,12 @@ class Explorer(LayerScopeWidget):
         ``model``; ``.figure()`` draws A, B and A - B on shared scales."""
         return compare_maps(self._ctx, image, model, module, channel)
 
-    def figure(self, view: str = "overlay") -> Any:
+    def figure(self, view: str = "image") -> Any:
         """A view as a ``plotly.graph_objects.Figure``, drawn from the same spec the widget
-        draws: ``"image"`` (the photo as shown), ``"overlay"``, ``"channel"``, ``"aggregate"``,
-        ``"grid"``, ``"histogram"``, ``"mask"``, ``"score"``, ``"vector"``, ``"gradcam"``,
-        ``"gradient"``, ``"ablation"``, ``"importance"``, ``"dataset"``, or a view of a panel
-        of your own."""
+        draws: ``"image"`` (the default: the photo as shown), ``"overlay"``, ``"channel"``,
+        ``"aggregate"``, ``"grid"``, ``"histogram"``, ``"mask"``, ``"score"``, ``"vector"``,
+        ``"gradcam"``, ``"gradient"``, ``"ablation"``, ``"importance"``, ``"dataset"``,
+        ``"graph"``, or a view of a panel of your own."""
         return build_figure(self._panels, self.view, view)
 
     def to_html(self, path: str | Path) -> Path:

@@ -54,6 +54,8 @@ def write_html(
         plots.append(f"draw({json.dumps(div)}, {spec});")
         return f'<div class="plot plotly-graph-div" id="{div}"></div>'
 
+    if prediction is not None and prediction.extra.get("_graph"):
+        sections.append(("How data flows", [add(prediction, "graph")]))
     if prediction is not None and prediction.scene.segmentation:
         figs = [add(prediction, "mask")]
         if prediction.scene.class_score:

@@ -15,7 +15,7 @@ from .viewstate import ViewState
 __all__ = ["build_figure", "spec_of", "module_views", "view_names", "SCENE_VIEWS"]
 
 # Views of the image and its prediction, not of a module: the export shows them once.
-SCENE_VIEWS = ("image", "mask", "score", "ablation")
+SCENE_VIEWS = ("image", "mask", "score", "ablation", "graph")
 
 
 def view_names(panels: Mapping[str, Panel]) -> dict[str, Panel]:

@@ -22,6 +22,7 @@ from ..capture import Capturer
 from ..edits import Ablate
 from ..errors import LayerScopeError
 from ..gradients import GradCam, grad_cams
+from ..graph import FlowRecorder, Recording
 from ..importance import ChannelImportance, channel_importance, exact_drops
 from ..intervene import intervene
 from ..models import torchvision_class_names
@@ -109,6 +110,7 @@ class Session:
         self.probs: torch.Tensor | None = None  # (K, h, w) pooled, or (K,)
         self.segmentation: SegmentationPayload | None = None
         self._traced: dict[tuple[int, ...], tuple[dict[str, Any], dict[str, Any]]] = {}
+        self.flows: dict[tuple[int, ...], Recording] = {}  # the first forward's, per input shape
         self._last_progress = 0.0
         self._prefetched: dict[str, list[Any]] = {}
 
@@ -126,10 +128,16 @@ class Session:
         receptive fields and layouts, reads the classes off the output. Returns the tree."""
         shape = tuple(self.inputs.shape)
         # The first forward on a shape must run (not come from the cache) to be traced.
-        with ForwardTracer(self.model, self.inputs) as tracer:
+        with (
+            ForwardTracer(self.model, self.inputs) as tracer,
+            FlowRecorder(self.model, self.inputs) as flow,
+        ):  # the same forward: how data flows, for the graph view
             acts = self.capture(
                 [""], "first forward", stop_early=False, cache=shape in self._traced
             )
+        recording = flow.finish()
+        if recording is not None:
+            self.flows[shape] = recording
         if tracer.layouts or tracer.fields:  # a cached output runs no forward: keep what ran
             self._traced[shape] = (tracer.fields, tracer.layouts)
             remember_fields(self.model, self.inputs, tracer.fields)  # receptive_fields() too

@@ -105,7 +105,13 @@ def histogram_spec(hists: list[tuple[str, Any, str]], title: str) -> Spec:
 
 # -- to the browser and to plotly.py -------------------------------------------------------------
 
-_DTYPES = {"float32": "f4", "float64": "f4", "uint8": "u1", "int32": "i4", "int64": "i4"}
+# numpy dtype -> plotly.js typed-array code, and the dtype sent: exact for each (a 64-bit
+# integer as a float64: exact up to 2**53; a float16 widened).
+_DTYPES = {"float64": ("f8", np.float64), "float32": ("f4", np.float32),
+           "float16": ("f4", np.float32), "int64": ("f8", np.float64),
+           "uint64": ("f8", np.float64), "int32": ("i4", np.int32), "uint32": ("u4", np.uint32),
+           "int16": ("i2", np.int16), "uint16": ("u2", np.uint16), "int8": ("i1", np.int8),
+           "uint8": ("u1", np.uint8), "bool": ("u1", np.uint8)}  # fmt: skip
 
 
 def for_browser(value: Any) -> Any:
@@ -116,10 +122,14 @@ def for_browser(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [for_browser(v) for v in value]
     if isinstance(value, np.ndarray):
-        code = _DTYPES.get(value.dtype.name)
-        if code is None:
-            raise LayerScopeError(f"a view's array has dtype {value.dtype}, not sent")
-        kind = {"f4": np.float32, "u1": np.uint8, "i4": np.int32}[code]
+        if value.dtype.kind in "USO":  # text and objects: as a list, the way plotly.py sends
+            return for_browser(value.tolist())
+        if value.dtype.name not in _DTYPES or value.ndim > 3:
+            raise LayerScopeError(
+                f"a view's array has dtype {value.dtype} and {value.ndim} dimensions: send "
+                "numbers in at most 3 dimensions"
+            )
+        code, kind = _DTYPES[value.dtype.name]
         arr = np.ascontiguousarray(value, dtype=kind)
         return {"dtype": code, "bdata": arr.tobytes(), "shape": ",".join(map(str, arr.shape))}
     if isinstance(value, np.generic):
@@ -150,7 +160,7 @@ def to_plotly(spec: Spec, view: ViewState) -> Any:
     """The spec as a ``plotly.graph_objects.Figure``, its pictures embedded as data URLs."""
     import plotly.graph_objects as go
 
-    lay = dict(spec["layout"])
+    lay = dict(spec.get("layout", {}))
     if "images" in lay:
         lay["images"] = [{**im, "source": _source(im["source"], view)} for im in lay["images"]]
-    return go.Figure(data=spec["data"], layout=lay)
+    return go.Figure(data=spec.get("data", []), layout=lay)

@@ -14,6 +14,7 @@ from .base import Context, Panel
 from .channel import ChannelPanel
 from .dataset import DatasetPanel
 from .gradcam import GradcamPanel
+from .graph import GraphPanel
 from .hooks import HooksPanel
 from .image import ImagePanel
 from .importance import ImportancePanel
@@ -32,6 +33,7 @@ REGISTRY: list[type[Panel]] = [
     AblationPanel,
     ImportancePanel,
     DatasetPanel,
+    GraphPanel,
 ]
 
 

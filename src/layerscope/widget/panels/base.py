@@ -219,8 +219,14 @@ class Context:
     def show_image(self, image: Any, name: str) -> None:
         """Show another image: its scene, every panel after it emptied and marked to run."""
         s, w = self.session, self._widget
+        before = (s.prepared, s.inputs) if hasattr(s, "inputs") else None
         s.set_image(image)
-        tree = s.first_run()
+        try:
+            tree = s.first_run()
+        except BaseException:  # the image shown stays, and the model's input with it
+            if before is not None:
+                s.prepared, s.inputs = before
+            raise
         scene = s.scene(self.title, self.notice)
         self.view = ViewState(scene, self.options())
         renewed = (SCENE, *self.steps.after[SCENE])
@@ -232,6 +238,7 @@ class Context:
                 self.clear(step)
                 self.panels[step].new_image()
             w.image_name = self.shown_name = name
+            self.publish_views()  # the new photo with its own (still empty) views, together
         self.steps.mark(*self.steps.after[SCENE])
 
     def clear(self, step: str) -> None:

@@ -58,12 +58,14 @@ class GradcamPanel(Panel):
         gc, layer = view.gradcam, view.layer
         if not gc or (view.options.overlay != "gradcam" and name == "gradient"):
             raise NotReadyError("no Grad-CAM computed: set overlay='gradcam' first")
+        # Grad-CAM reads a module's first call: say so where it runs more than once.
+        first = " (its first call)" if layer and layer.get("calls", 1) > 1 else ""
         if name == "gradcam":
-            title = f"Grad-CAM of {gc['name']} at {gc['module']}"
+            title = f"Grad-CAM of {gc['name']} at {gc['module']}{first}"
             return photo_spec(view, "gradcam", title)
         if not layer or layer["module"] != gc["module"]:
             raise NotReadyError(f"the Grad-CAM shown is {gc['module']}'s")
-        title = f"Gradient of P({gc['name']}) at {gc['module']}"
+        title = f"Gradient of P({gc['name']}) at {gc['module']}{first}"
         return histogram_spec([("gradient", gc["histogram"], LAYER_COLOUR)], title)
 
 

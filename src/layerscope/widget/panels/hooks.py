@@ -18,9 +18,11 @@ class HooksPanel(Panel):
 
     def __init__(self) -> None:
         self.hooked: list[str] = []  # as of the last run, for this image
+        self.renewed = False
 
     def new_image(self) -> None:
         self.hooked = []  # every hooked module is new for a new image
+        self.renewed = True  # ... but the selection stays where it was
 
     def check(self, ctx: Context, name: str, value: Any) -> list[str]:
         return ctx.known(list(dict.fromkeys(value)))
@@ -28,13 +30,14 @@ class HooksPanel(Panel):
     def build(self, ctx: Context) -> None:
         names = list(ctx.hooked_modules)
         added = [n for n in names if n not in self.hooked]
+        renewed, self.renewed = self.renewed, False
         self.hooked = names
         # The layer panel takes the selected one's calls from here, not from the store again.
         ctx.session.prefetch(added)
         pick = ctx.selected_module
         if not names:
             pick = ""
-        elif added:
+        elif added and not (renewed and pick in names):
             pick = added[-1]
         elif pick not in names:
             pick = names[-1]
