@@ -58,7 +58,10 @@ def graph_spec(g: dict[str, Any]) -> dict[str, Any]:
          "showlegend": False, "name": "edges"},
         {"type": "scatter", "mode": "markers+text", "name": "modules",
          "x": [n["x"] for n in modules], "y": [n["y"] for n in modules],
-         "text": [n["label"] for n in modules], "textposition": "top center",
+         # every other column's labels below: neighbours' labels do not run into each other
+         "text": [n["label"] for n in modules],
+         "textposition": ["top center" if int(n["x"]) % 2 == 0 else "bottom center"
+                          for n in modules],
          "textfont": {"size": 9}, "customdata": [n["module"] for n in modules],
          "hovertext": [f"{n['id']}<br>{_shape(n['shape'])}"
                        + ("<br>(has children: open it in the tree)" if n["expandable"] else "")
