@@ -40,6 +40,7 @@ const OWN = {
   overlay: ["toolbar"],
   gradcam_region: ["toolbar"],
   show_importance: ["toolbar"],
+  show_graph: ["toolbar"],
   ablations: ["toolbar"],
   _layer: ["toolbar"],
   _channel: ["toolbar"],

@@ -189,6 +189,13 @@ function drawInterventions({ model, st, set }, bar) {
   const ablations = model.get("ablations") || {};
   const count = Object.values(ablations).reduce((a, v) => a + v.length, 0);
   const hasClasses = !!(st.maskUrl || model.get("_prediction")?.top_index);
+  if (model.get("show_graph") !== undefined) {
+    const graph = model.get("show_graph");
+    const toggle = h("button", "layerscope-button layerscope-show-graph", graph ? "Hide graph" : "Graph");
+    toggle.title = "How data flows through the model, opened as the tree is (click a module to hook it)";
+    toggle.addEventListener("click", () => set("show_graph", !graph));
+    bar.append(toggle);
+  }
   if (!hasClasses || (layer.kind !== "maps" && layer.kind !== "vector")) return;
   const module = layer.module;
   if (layer.kind === "maps" && module) {
@@ -219,11 +226,4 @@ function drawInterventions({ model, st, set }, bar) {
     "Rank the channels by their effect on the selected class's score (one backward, exact ablations for the top ones)";
   importance.addEventListener("click", () => set("show_importance", !shown));
   bar.append(importance);
-  if (model.get("show_graph") !== undefined) {
-    const graph = model.get("show_graph");
-    const toggle = h("button", "layerscope-button layerscope-show-graph", graph ? "Hide graph" : "Graph");
-    toggle.title = "How data flows through the model, opened as the tree is (click a module to hook it)";
-    toggle.addEventListener("click", () => set("show_graph", !graph));
-    bar.append(toggle);
-  }
 }

@@ -551,3 +551,8 @@ def test_the_graph_opens_hooks_on_click_links_the_tree_and_opens_with_it(page, l
     page.locator(plot).scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "graph.png"))
     screenshot_dark(page, "graph-dark.png", follow=(plot,))
+    # The toolbar's button hides the graph and shows it again.
+    page.click(".layerscope-show-graph")
+    page.wait_for_selector(f"{plot}[hidden]", state="attached", timeout=30_000)
+    page.click(".layerscope-show-graph")
+    page.wait_for_selector(f"{plot}:not([hidden])", timeout=30_000)
