@@ -537,6 +537,22 @@ def test_the_graph_opens_hooks_on_click_links_the_tree_and_opens_with_it(page, l
     page.mouse.move(*page.evaluate(NODE_AT, [plot, "backbone.layer3"]))
     page.wait_for_selector('.layerscope-node.layerscope-linked[data-id="backbone.layer3"]',
                            timeout=10_000)  # fmt: skip
+    # Hovering a tree row rings its node in the graph, where the node is.
+    page.hover('.layerscope-node[data-id="backbone.layer4"] .layerscope-name')
+    page.wait_for_function(
+        "(p) => (document.querySelector(p).layout.shapes || []).some((s) => s.type === 'circle')",
+        arg=plot,
+        timeout=10_000,
+    )
+    ring, node = page.evaluate(
+        "(p) => { const el = document.querySelector(p);"
+        " const t = el._fullData.find((d) => d.meta && d.meta.role === 'modules');"
+        " const i = t.customdata.indexOf('backbone.layer4');"
+        " const c = el.layout.shapes.find((s) => s.type === 'circle');"
+        " return [[(c.x0 + c.x1) / 2, (c.y0 + c.y1) / 2], [t.x[i], t.y[i]]]; }",
+        plot,
+    )
+    assert ring == node
     # Opening backbone.layer1 in the tree opens it in the graph.
     page.click('.layerscope-node[data-id="backbone.layer1"] .layerscope-caret')
     page.wait_for_function(
