@@ -111,7 +111,9 @@ def browser_side(reps: int, size: int) -> None:
       });
       document.querySelector(click).click();
       const late = new Promise((resolve) => setTimeout(() => resolve("late"), 60000));
-      if ((await Promise.race([done, late])) === "late") throw new Error(`${want} not drawn in 60 s`);
+      if ((await Promise.race([done, late])) === "late") {
+        throw new Error(`${want} not drawn in 60 s`);
+      }
       return performance.now() - t0;
     }"""
     with (
