@@ -234,3 +234,24 @@ def test_the_explorers_graph_view_is_module_graph_with_no_forward_of_its_own(dee
         assert ex._view_graph["layout"]["title"]["text"] == ex.figure("graph").layout.title.text
     finally:
         handle.remove()
+
+
+class Raises(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 1)
+
+    def forward(self, x):
+        _ = self.conv(x) + x
+        raise RuntimeError("this forward fails")
+
+
+def test_a_forward_that_raises_leaves_the_model_as_found():
+    from torch.overrides import _get_current_function_mode_stack
+
+    model = Raises().train()
+    with pytest.raises(RuntimeError, match="this forward fails"):
+        ls.module_graph(model, torch.randn(1, 3, 8, 8))
+    assert model.training and torch.is_grad_enabled()
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+    assert _get_current_function_mode_stack() == []  # the recorder's mode is gone too
