@@ -15,6 +15,7 @@ import layerscope as ls
 from layerscope.errors import LayerScopeError
 from layerscope.widget.dataset_figure import ALIVE, DEAD, SELECTED, bar_colours
 from layerscope.widget.panels.importance import importance_spec
+from layerscope.widget.schema import decode_array
 from layerscope.widget.spec import IMAGE, for_browser, histogram_spec, to_plotly
 
 
@@ -215,3 +216,35 @@ def test_figure_draws_the_photo_as_shown_by_default(explorer):
     assert explorer.figure().to_dict() == explorer.figure("image").to_dict()
     assert explorer.figure().data[0].opacity == 0  # no map drawn over it in this mode
     explorer.overlay = "aggregate"
+
+
+class ReusedAct(nn.Module):
+    """A class map from a ReLU used three times (a Bottleneck's pattern)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+        self.c = nn.Conv2d(4, 3, 1)
+        self.act = nn.ReLU()
+
+    def forward(self, x):
+        return self.c(self.act(self.b(self.act(self.a(x))) + 0.5))
+
+
+def test_grad_cam_of_a_reused_module_is_the_shown_calls():
+    names = ["bg", "x", "y"]
+    model = ReusedAct().eval()
+    ex = ls.Explorer(model, IMAGE_PIXELS, class_names=names, hooked_modules=["act"],
+                     overlay="gradcam")  # fmt: skip
+    cls = ex._gradcam["class"]
+    for call in (0, 1):
+        ex.selected_call = call
+        truth = ls.grad_cam(model, ex.inputs, "act", cls, call=call)  # the engine, on its own
+        shown = ex.view.gradcam
+        assert shown is not None and ex.errors == {}
+        assert decode_array(shown["map"]) == pytest.approx(truth.cam.numpy(), rel=1e-5, abs=1e-6)
+        assert shown["score"] == pytest.approx(truth.score, rel=1e-6)
+        assert f"(call {call})" in ex.figure("gradcam").layout.title.text
+    first = ls.grad_cam(model, ex.inputs, "act", cls, call=0).cam.numpy()
+    assert not np.allclose(decode_array(ex.view.gradcam["map"]), first)  # call 1 is another map

@@ -46,8 +46,8 @@ def _overlay(view: ViewState, mode: str) -> dict[str, Any] | None:
         z, name = decode_array(ch["map"]), f"channel {ch['channel']}"
     elif mode == "gradcam" and gc and gc["module"] == layer["module"]:
         z, name = decode_array(gc["map"]), f"Grad-CAM: {gc['name']}"
-        if layer.get("calls", 1) > 1:  # it reads the module's first call
-            name += " (first call)"
+        if layer.get("calls", 1) > 1:  # of the call shown
+            name += f" (call {layer['call']})"
         size, pool = gc["map_size"], gc["map_pool"]
     elif mode in ("aggregate", "channel"):
         how = view.options.aggregate

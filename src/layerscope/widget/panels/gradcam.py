@@ -32,6 +32,14 @@ class GradcamPanel(Panel):
     views = ("gradcam", "gradient")
     shown = ("gradient",)  # the map itself is drawn over the photo (the image view)
 
+    def __init__(self) -> None:
+        # Grad-CAM of a later call of a module run several times (one forward and backward
+        # each), for this image: the store's pass covers first calls.
+        self.later: dict[Any, GradCam] = {}
+
+    def new_image(self) -> None:
+        self.later = {}
+
     def check(self, ctx: Context, name: str, value: Any) -> list[float]:
         return check.check_region(list(value))
 
@@ -41,13 +49,23 @@ class GradcamPanel(Panel):
             return {"_gradcam": None}
         cls = s.default_class(ctx.selected_class)
         cams = {}
-        if layer and layer["kind"] == "maps":
-            cams = s.grad_cams(list(ctx.hooked_modules), cls, ctx.gradcam_region or None)
+        region = ctx.gradcam_region or None
+        call = layer["call"] if layer else 0
+        if layer and layer["kind"] == "maps" and call:
+            at = (name, call, cls, tuple(region or ()))
+            if at not in self.later:
+                g = grad_cam(s.model, s.inputs, name, cls, region=s.region_mask(region),
+                             call=call, layout=s.layouts.get(name))  # fmt: skip
+                assert isinstance(g, GradCam)  # one image: one result
+                self.later[at] = g
+            cams = {name: self.later[at]}
+        elif layer and layer["kind"] == "maps":
+            cams = s.grad_cams(list(ctx.hooked_modules), cls, region)
         if name not in cams:
             raise LayerScopeError(f"Grad-CAM needs a spatial map; {name} has none")
         g = cams[name]
         label = class_label(s.class_names, cls)
-        key = ("gradcam", name, cls, label, g.score, g.pixels, ctx.bins)
+        key = ("gradcam", name, call, cls, label, g.score, g.pixels, ctx.bins)
         payload = ctx.memo.get_or_make(key, (g.cam, g.gradient), lambda: gradcam_payload(
             name, cls, label, g.cam, g.gradient, score=g.score, pixels=g.pixels, bins=ctx.bins
         ))  # fmt: skip
@@ -58,8 +76,8 @@ class GradcamPanel(Panel):
         gc, layer = view.gradcam, view.layer
         if not gc or (view.options.overlay != "gradcam" and name == "gradient"):
             raise NotReadyError("no Grad-CAM computed: set overlay='gradcam' first")
-        # Grad-CAM reads a module's first call: say so where it runs more than once.
-        first = " (its first call)" if layer and layer.get("calls", 1) > 1 else ""
+        # A module run several times: say which call's Grad-CAM this is.
+        first = f" (call {layer['call']})" if layer and layer.get("calls", 1) > 1 else ""
         if name == "gradcam":
             title = f"Grad-CAM of {gc['name']} at {gc['module']}{first}"
             return photo_spec(view, "gradcam", title)
