@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from browser.lab import CHROMIUM, CHROMIUM_ARGS, KERNEL_IDLE, jupyter_server, run_cell  # noqa: E402
+from browser.lab import KERNEL_IDLE, quickstart_page, run_cell  # noqa: E402
 
 CLICK_TO_DRAWN = """async (id) => {
   // Stops when the clicked module is on screen: the aggregate heatmap's title, as plotly has
@@ -56,18 +56,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--reps", type=int, default=5)
     args = p.parse_args()
-    from playwright.sync_api import sync_playwright
-
     results: dict[str, float | str] = {}
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        jupyter_server(Path(tmp), {"LAYERSCOPE_WEIGHTS": "none"}) as url,
-        sync_playwright() as pw,
-    ):
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1500, "height": 1100})
-        page.goto(f"{url}/lab/tree/quickstart.ipynb")
-        page.wait_for_function(KERNEL_IDLE, timeout=120_000)
+    with quickstart_page({"LAYERSCOPE_WEIGHTS": "none"}) as page:
         page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
         page.wait_for_selector('[data-layerscope-drawn^="backbone.layer4|"]', timeout=180_000)
         page.wait_for_function(KERNEL_IDLE, timeout=180_000)
@@ -113,7 +103,6 @@ def main() -> None:
             )
             early.append(page.evaluate(CLICK_TO_DRAWN, "backbone.layer1"))
             idle()
-        browser.close()
 
     results["full forward in the kernel (ms)"] = round(forward_ms, 1)
     results["click on a captured module -> drawn (ms, median)"] = round(

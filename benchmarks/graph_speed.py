@@ -16,7 +16,6 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -94,9 +93,7 @@ def python_side(reps: int, size: int) -> None:
 
 
 def browser_side(reps: int, size: int) -> None:
-    from playwright.sync_api import sync_playwright
-
-    from browser.lab import CHROMIUM, CHROMIUM_ARGS, KERNEL_IDLE, jupyter_server, run_cell
+    from browser.lab import KERNEL_IDLE, quickstart_page, run_cell
 
     on_screen = """async ([click, want]) => {
       const plot = document.querySelector('.layerscope-plot-graph');
@@ -116,15 +113,7 @@ def browser_side(reps: int, size: int) -> None:
       }
       return performance.now() - t0;
     }"""
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        jupyter_server(Path(tmp), {"LAYERSCOPE_WEIGHTS": "none"}) as url,
-        sync_playwright() as pw,
-    ):
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1500, "height": 1100})
-        page.goto(f"{url}/lab/tree/quickstart.ipynb")
-        page.wait_for_function(KERNEL_IDLE, timeout=120_000)
+    with quickstart_page({"LAYERSCOPE_WEIGHTS": "none"}) as page:
         run_cell(page, "import torchvision, layerscope as ls\n"
                        "m = torchvision.models.efficientnet_b7(weights=None).eval()\n"
                        f"big = ls.Explorer(m, image_size={size}, class_names=[str(i) for i in "
@@ -148,7 +137,6 @@ def browser_side(reps: int, size: int) -> None:
             settle()
             page.click(".layerscope-show-graph")  # hidden again
             settle()
-        browser.close()
     print("browser (JupyterLab + Chromium, headless):")
     print(f"Graph click -> drawn, stages    cold {opened[0]:.0f} ms   {_stats(opened[1:])}")
     print(f"stage opened in the tree -> drawn  cold {expanded[0]:.0f} ms   {_stats(expanded[1:])}")

@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -105,6 +106,29 @@ def jupyter_server(home: Path, env_extra: dict[str, str]) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     with serve(cmd, _isolated_env(home, env_extra), f"{url}/api/status", home / "server.log"):
         yield url
+
+
+@contextmanager
+def quickstart_page(env_extra: dict[str, str]) -> Iterator[Any]:
+    """A JupyterLab of its own (in a temporary home) with the quickstart open in headless
+    Chromium, its kernel idle; yield the Playwright page. For the benchmarks."""
+    import tempfile
+
+    from playwright.sync_api import sync_playwright
+
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        jupyter_server(Path(tmp), env_extra) as url,
+        sync_playwright() as pw,
+    ):
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1100})
+            page.goto(f"{url}/lab/tree/quickstart.ipynb")
+            page.wait_for_function(KERNEL_IDLE, timeout=120_000)
+            yield page
+        finally:
+            browser.close()
 
 
 @contextmanager
