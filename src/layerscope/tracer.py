@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -31,6 +30,7 @@ from .hooks import hooked
 from .nested import first_tensor, iter_tensors
 from .receptive import Axis, Field, ReceptiveField, adaptive, resize, window
 from .spatial import Layout
+from .tensormap import TensorMap
 
 __all__ = ["Grid", "ForwardTracer", "ReceptiveFieldTracer"]
 
@@ -116,36 +116,22 @@ class _Tracker(TorchFunctionMode):
 
     def __init__(self) -> None:
         super().__init__()
-        self.grids: dict[int, tuple[weakref.ref[torch.Tensor], Grid]] = {}
-        self.lost: dict[int, weakref.ref[torch.Tensor]] = {}
+        self.grids: TensorMap[Grid] = TensorMap()
+        self.lost: TensorMap[bool] = TensorMap()
 
     def set(self, t: torch.Tensor, grid: Grid) -> None:
-        key = id(t)
-        self.lost.pop(key, None)
-
-        def forget(_r: weakref.ref[torch.Tensor]) -> None:
-            self.grids.pop(key, None)
-
-        self.grids[key] = (weakref.ref(t, forget), grid)
+        self.lost.discard(t)
+        self.grids.set(t, grid)
 
     def get(self, t: Any) -> Grid | None:
-        if not isinstance(t, torch.Tensor):
-            return None
-        hit = self.grids.get(id(t))
-        return hit[1] if hit is not None and hit[0]() is t else None
+        return self.grids.get(t)
 
     def _lose(self, t: torch.Tensor) -> None:
-        key = id(t)
-        self.grids.pop(key, None)
-
-        def forget(_r: weakref.ref[torch.Tensor]) -> None:
-            self.lost.pop(key, None)
-
-        self.lost[key] = weakref.ref(t, forget)
+        self.grids.discard(t)
+        self.lost.set(t, True)
 
     def _is_lost(self, t: torch.Tensor) -> bool:
-        ref = self.lost.get(id(t))
-        return ref is not None and ref() is t
+        return self.lost.get(t) is not None
 
     def __torch_function__(self, func: Callable[..., Any], types: Any, args: Any = (),
                            kwargs: Any = None) -> Any:  # fmt: skip

@@ -11,7 +11,6 @@ or resize; others (a reshape, a ``+ bias``) pass their input's producer through.
 from __future__ import annotations
 
 import contextlib
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +21,7 @@ from torch.overrides import TorchFunctionMode
 
 from ..hooks import hooked
 from ..nested import iter_tensors
+from ..tensormap import TensorMap
 
 __all__ = ["Event", "Recording", "FlowRecorder", "record"]
 
@@ -58,27 +58,6 @@ class Recording:
 
     events: list[Event]
     calls: dict[str, int]
-
-
-class _Producers:
-    """Which event produced each live tensor (by identity, forgotten when the tensor dies)."""
-
-    def __init__(self) -> None:
-        self._of: dict[int, tuple[weakref.ref[torch.Tensor], int]] = {}
-
-    def set(self, t: torch.Tensor, event: int) -> None:
-        key = id(t)
-
-        def forget(_r: weakref.ref[torch.Tensor]) -> None:
-            self._of.pop(key, None)
-
-        self._of[key] = (weakref.ref(t, forget), event)
-
-    def get(self, t: Any) -> int | None:
-        if not isinstance(t, torch.Tensor):
-            return None
-        hit = self._of.get(id(t))
-        return hit[1] if hit is not None and hit[0]() is t else None
 
 
 class _Functions(TorchFunctionMode):
@@ -123,7 +102,7 @@ class FlowRecorder:
         self.calls: dict[str, int] = {}
         self.stack: list[Event] = []  # module calls running now, outermost first
         self.inside_leaf = 0
-        self.producers = _Producers()
+        self.producers: TensorMap[int] = TensorMap()  # which event produced each tensor
         self._exit = contextlib.ExitStack()
         self.recording: Recording | None = None
         self.output: list[tuple[int, tuple[int, ...]]] | None = None
