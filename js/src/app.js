@@ -4,7 +4,7 @@
 import { h } from "./controls.js";
 import { cellAt } from "./geometry.js";
 import { drawValues, drawView, PANELS, ringOf, withMarks } from "./panels/index.js";
-import { cellMark } from "./spec.js";
+import { cellMark, linkOf } from "./spec.js";
 import { ViewState } from "./state.js";
 import { drawHeader, drawImageControls, drawToolbar, sendFile } from "./toolbar.js";
 import { TreeView } from "./tree.js";
@@ -310,7 +310,7 @@ export function createApp({ model, el, plotly }) {
     const rank = p?.data?.meta?.rank;
     if (p?.data?.meta?.role === "modules") toggleHook(String(p.customdata));
     else if (rank !== undefined) model.send({ kind: "show-example", rank: Number(rank) });
-    else if (p?.customdata !== undefined && plot.layout?.meta?.link === "channels")
+    else if (p?.customdata !== undefined && linkOf(plot) === "channels")
       set("selected_channel", Number(p.customdata));
   };
   /** @type {Array<[HTMLElement, string, (ev: any) => void]>} */
