@@ -310,8 +310,7 @@ export function createApp({ model, el, plotly }) {
     const rank = p?.data?.meta?.rank;
     if (p?.data?.meta?.role === "modules") toggleHook(String(p.customdata));
     else if (rank !== undefined) model.send({ kind: "show-example", rank: Number(rank) });
-    else if (p?.customdata !== undefined && linkOf(plot) === "channels")
-      set("selected_channel", Number(p.customdata));
+    else if (p?.customdata !== undefined && linkOf(plot) === "channels") set("selected_channel", Number(p.customdata));
   };
   /** @type {Array<[HTMLElement, string, (ev: any) => void]>} */
   const plotEvents = [
