@@ -18,6 +18,7 @@ from .activations import Activations
 from .capture import Capturer, capture
 from .compare import Comparison, compare_images, compare_models
 from .dataset import Sweep, sweep
+from .dissect import AblationEffect, Concept, Dissection, ablation_effect, dissect
 from .edits import Ablate, Patch, Scale
 from .errors import (
     ArgumentError,
@@ -73,6 +74,12 @@ __all__ = [
     # dataset sweeps
     "sweep",
     "Sweep",
+    # dissection
+    "dissect",
+    "Dissection",
+    "Concept",
+    "ablation_effect",
+    "AblationEffect",
     # models and images
     "load_preset",
     "Preset",

@@ -13,7 +13,7 @@ from PIL import Image
 from .errors import ImageError
 from .images import Geometry, load_image, resize_size_for
 
-__all__ = ["Preprocess", "PreparedImage", "prepare_image"]
+__all__ = ["Preprocess", "PreparedImage", "prepare_image", "labels_on_input"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -125,3 +125,20 @@ def _one_or_pair(v: Any) -> int | tuple[int, int] | None:
 def _pair(v: Any) -> tuple[int, int]:
     v = [v] if isinstance(v, int) else list(v)
     return (int(v[0]), int(v[-1]))
+
+
+def labels_on_input(labels: torch.Tensor, geometry: Geometry, fill: int = -1) -> torch.Tensor:
+    """A label map of an image (``(h, w)`` integers, at the image's size or any other of its
+    aspect ratio) on the model input's grid, through the same resize and crop as the image:
+    each input pixel takes the label under its centre (nearest neighbour; labels are never
+    blended), ``fill`` where the input shows no image (a crop's padding); int64. Dissection
+    compares unit maps with masks this way, pixel for pixel on what the model saw."""
+    labels = labels.long()
+    (ih, iw), (lh, lw) = geometry.image_size, labels.shape[-2:]
+    (h, w), (sy, sx), (oy, ox) = geometry.input_size, geometry.scale, geometry.offset
+    ys = torch.floor((oy + (torch.arange(h, dtype=torch.float64) + 0.5) * sy) * lh / ih)
+    xs = torch.floor((ox + (torch.arange(w, dtype=torch.float64) + 0.5) * sx) * lw / iw)
+    rows, cols = ys.long(), xs.long()
+    inside = ((rows >= 0) & (rows < lh))[:, None] & ((cols >= 0) & (cols < lw))[None, :]
+    picked = labels[rows.clamp(0, lh - 1)][:, cols.clamp(0, lw - 1)]
+    return torch.where(inside, picked, torch.full((), fill, dtype=torch.long))
