@@ -1,6 +1,8 @@
 """Feature visualization: what input a unit answers to most strongly, found by optimizing an
 image (see :func:`visualize`)."""
 
-from .optimize import FeatureVis, visualize
+from .job import Job
+from .optimize import start, visualize
+from .result import FeatureVis
 
-__all__ = ["FeatureVis", "visualize"]
+__all__ = ["FeatureVis", "Job", "start", "visualize"]
