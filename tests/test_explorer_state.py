@@ -188,6 +188,7 @@ def test_figures_export_what_is_shown(explorer):
         "importance",
         "dataset",
         "graph",
+        "featurevis",
     }:
         fig = explorer.figure(view)
         assert isinstance(fig, go.Figure) and fig.data or fig.layout.images, view
@@ -205,6 +206,8 @@ def test_figures_export_what_is_shown(explorer):
         explorer.figure("importance")
     with pytest.raises(ls.LayerScopeError, match=r"run explorer.sweep\(images\)"):
         explorer.figure("dataset")
+    with pytest.raises(ls.LayerScopeError, match=r"press Visualize"):
+        explorer.figure("featurevis")
     explorer.overlay = "gradcam"
     assert explorer.figure("gradcam").data[0].z is not None
     explorer.overlay = "aggregate"

@@ -182,6 +182,7 @@ export function createApp({ model, el, plotly }) {
     react: (plot, fig) => {
       drawing.push(plotly.react(plot, fig.data, fig.layout, CONFIG));
     },
+    own: {},
   };
   /** @type {Promise<any>[]} the plots this frame asked plotly to draw */
   let drawing = [];
@@ -196,6 +197,10 @@ export function createApp({ model, el, plotly }) {
     // The graph opens what the tree shows opened (when the kernel has a graph view).
     onExpand: (ids) => {
       if (model.get("show_graph") !== undefined) set("graph_open", ids);
+    },
+    concepts: () => model.get("_concepts")?.everywhere || {},
+    onConcept: (name) => {
+      if (model.get("selected_concept") !== name) set("selected_concept", name);
     },
     onHover: (id) => {
       const plot = /** @type {any} */ (dom.graphPlot);
@@ -219,8 +224,22 @@ export function createApp({ model, el, plotly }) {
   // A view of a panel with no front-end module of its own: a plot of its own, drawn as given.
   const affects = affected();
   const plotted = PANELS.flatMap((p) => p.plotted);
-  /** @type {HTMLElement[]} plots of views with no front-end module: clicks by their link */
+  /** @type {HTMLElement[]} plots of views with no front-end module, or in a panel's own
+   * elements: clicks by what was clicked */
   const ownPlots = [];
+  for (const panel of PANELS) {
+    const elements = panel.mount?.(ctx) || {};
+    Object.assign(ctx.own, elements);
+    for (const el of Object.values(elements)) {
+      if (el.parentElement) continue; // a part of an element added already
+      dom.panels.append(el);
+      for (const plot of [el, ...el.querySelectorAll(".layerscope-plot")]) {
+        if (!plot.classList.contains("layerscope-plot")) continue;
+        plots.push(/** @type {HTMLElement} */ (plot));
+        ownPlots.push(/** @type {HTMLElement} */ (plot));
+      }
+    }
+  }
   for (const name of model.get("_shown_views") || []) {
     if (`_view_${name}` in affects) continue;
     const plot = h("div", `layerscope-plot layerscope-plot-${name}`);
@@ -300,16 +319,20 @@ export function createApp({ model, el, plotly }) {
   const onUnhover = () => linkCell(null);
   /**
    * A click on a view, by what was clicked: a module node (a trace with `meta.role` "modules",
-   * its `customdata` the module) hooks it; a dataset patch (`meta.rank`) opens its image; in a
-   * view whose `layout.meta.link` is "channels", a point's `customdata` selects that channel.
+   * its `customdata` the module) hooks it; a concept's bar (`meta.role` "concepts") picks the
+   * concept; a dataset patch (`meta.rank`) opens its image; a unit's tile (`meta.channel`)
+   * selects its channel; in a view whose `layout.meta.link` is "channels", a point's
+   * `customdata` selects that channel.
    * @param {any} plot
    * @returns {(ev: any) => void}
    */
   const onPlotClick = (plot) => (ev) => {
     const p = pointOf(ev);
-    const rank = p?.data?.meta?.rank;
-    if (p?.data?.meta?.role === "modules") toggleHook(String(p.customdata));
-    else if (rank !== undefined) model.send({ kind: "show-example", rank: Number(rank) });
+    const meta = p?.data?.meta || {};
+    if (meta.role === "modules") toggleHook(String(p.customdata));
+    else if (meta.role === "concepts") set("selected_concept", String(p.customdata));
+    else if (meta.rank !== undefined) model.send({ kind: "show-example", rank: Number(meta.rank) });
+    else if (meta.channel !== undefined) set("selected_channel", Number(meta.channel));
     else if (p?.customdata !== undefined && linkOf(plot) === "channels") set("selected_channel", Number(p.customdata));
   };
   /** @type {Array<[HTMLElement, string, (ev: any) => void]>} */

@@ -13,7 +13,8 @@
  * @typedef {{model: Model, st: import("./state.js").ViewState, dom: Dom,
  *   set: (name: keyof import("./schema.js").WidgetState, value: any) => void, schedule: (parts: string[]) => void,
  *   react: (plot: HTMLElement, fig: import("./spec.js").Figure) => void,
- *   theme: () => Theme}} Context
+ *   theme: () => Theme, own: Record<string, HTMLElement>}} Context
+ *   `own`: the elements panels made for themselves (their `mount`), by name
  */
 
 export {};

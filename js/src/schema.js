@@ -57,6 +57,14 @@
  *   fraction_zero?: ArrayPayload, dead?: ArrayPayload, missing?: string}} DatasetPayload
  * @typedef {{module: string, channel: number, location: number[], cell: number[],
  *   field: number[]}} UnitMarkPayload
+ * @typedef {{module: string, channel: number, call: number, state: "idle" | "running" | "done", step?: number,
+ *   steps?: number, png?: Binary, trace?: ArrayPayload,
+ *   settings?: {size?: number, steps?: number, param?: string, seed?: number}}} FeaturevisPayload
+ * @typedef {{channel: number, iou: number, map: ArrayPayload, patch?: Binary}} ConceptTile
+ * @typedef {{module?: string, missing?: string, names?: string[], min_iou?: number,
+ *   images?: number, label?: ArrayPayload, iou?: ArrayPayload, concepts?: string[],
+ *   units?: number[], picked?: string, picked_units?: number[], tiles?: ConceptTile[],
+ *   everywhere?: Record<string, string[]>}} ConceptsPayload
  * @typedef {{state: "idle" | "running", done?: number, total?: number | null, unit?: string,
  *   label?: string, seconds?: number}} StatusPayload
  * @typedef {{id: string, name: string, cls: string, parent: string | null, children: string[],
@@ -75,7 +83,9 @@
  *   show_importance: boolean, show_graph?: boolean, graph_open?: string[] | null,
  *   _ablation: Partial<AblationPayload>,
  *   _importance: Partial<ImportancePayload>, _dataset: DatasetPayload,
- *   _unit_mark: Partial<UnitMarkPayload>, _tree: TreeNode[], _samples: string[],
+ *   _unit_mark: Partial<UnitMarkPayload>, _featurevis?: Partial<FeaturevisPayload>,
+ *   _concepts?: ConceptsPayload, selected_concept?: string,
+ *   featurevis_settings?: Record<string, any>, _tree: TreeNode[], _samples: string[],
  *   _upload: UploadPayload, _image: Partial<ImagePayload>, _geometry: GeometryPayload,
  *   _layer: LayerPayload | NoLayer, _channel: Partial<ChannelPayload>,
  *   _segmentation: Partial<SegmentationPayload>, _class_score: Partial<ClassScorePayload>,

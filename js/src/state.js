@@ -2,7 +2,7 @@
 // values at a location read, the pictures the specs refer to, the hovered and pinned cells.
 // No DOM here.
 
-import { dataUrl, decode } from "./decode.js";
+import { bytesOf, dataUrl, decode } from "./decode.js";
 import { cellBox, receptiveBox } from "./geometry.js";
 import { boxShape } from "./spec.js";
 
@@ -35,6 +35,8 @@ export class ViewState {
     this.ablation = {};
     this.editedMaskUrl = "";
     this.changedUrl = "";
+    /** @type {Map<string, {data: any, url: string}>} pictures of panels' payloads, by ref */
+    this.payloadPictures = new Map();
     /** @type {any} the dataset payload whose crops `crops` holds, by rank */
     this.cropsOf = null;
     /** @type {Map<string, string>} */
@@ -96,6 +98,19 @@ export class ViewState {
       if (!ex) return "";
       if (!this.crops.has(rank)) this.crops.set(rank, dataUrl(ex.crop, "image/jpeg"));
       return this.crops.get(rank) || "";
+    }
+    if (ref.startsWith("layerscope:payload:")) {
+      // a picture in a panel's own payload: "layerscope:payload:<trait>:<key or index>:..."
+      const [trait, ...path] = ref.slice("layerscope:payload:".length).split(":");
+      /** @type {any} */
+      let data = this.model.get(/** @type {any} */ (trait));
+      for (const key of path) data = data?.[key];
+      if (!data) return "";
+      if (this.payloadPictures.get(ref)?.data !== data) {
+        const jpeg = bytesOf(data)[0] === 0xff;
+        this.payloadPictures.set(ref, { data, url: dataUrl(data, jpeg ? "image/jpeg" : "image/png") });
+      }
+      return this.payloadPictures.get(ref)?.url || "";
     }
     throw new RangeError(`a view refers to an unknown picture ${ref}`);
   }

@@ -8,20 +8,24 @@
  */
 
 /**
- * Ids matching `query` (in the qualified name or the class, case-insensitive) with their
- * ancestors; null when the query is empty (nothing filtered).
+ * Ids matching `query` (in the qualified name or the class, case-insensitive; or, when it
+ * names a concept of a dissection, the modules with units of it) with their ancestors; null
+ * when the query is empty (nothing filtered).
  * @param {TreeNode[]} nodes
  * @param {string} query
+ * @param {Record<string, string[]>} [concepts] concept -> the modules with units of it
  * @returns {Set<string> | null}
  */
-export function filterTree(nodes, query) {
+export function filterTree(nodes, query, concepts = {}) {
   const q = query.trim().toLowerCase();
   if (!q) return null;
+  const concept = conceptNamed(concepts, query);
+  const units = new Set(concept ? concepts[concept] : []);
   const byId = new Map(nodes.map((n) => [n.id, n]));
   /** @type {Set<string>} */
   const keep = new Set();
   for (const n of nodes) {
-    if (n.id.toLowerCase().includes(q) || n.cls.toLowerCase().includes(q)) {
+    if (units.has(n.id) || n.id.toLowerCase().includes(q) || n.cls.toLowerCase().includes(q)) {
       /** @type {TreeNode | undefined} */
       let cur = n;
       while (cur && !keep.has(cur.id)) {
@@ -31,6 +35,17 @@ export function filterTree(nodes, query) {
     }
   }
   return keep;
+}
+
+/**
+ * The concept `query` names (case-insensitive, whole), or "".
+ * @param {Record<string, string[]>} concepts
+ * @param {string} query
+ * @returns {string}
+ */
+export function conceptNamed(concepts, query) {
+  const q = query.trim().toLowerCase();
+  return Object.keys(concepts).find((c) => c.toLowerCase() === q) ?? "";
 }
 
 /**
@@ -89,9 +104,12 @@ export class TreeView {
   /**
    * @param {HTMLElement} container
    * @param {{onToggle: (id: string) => void, onExpand?: (ids: string[]) => void,
-   *   onHover?: (id: string | null) => void}} callbacks
+   *   onHover?: (id: string | null) => void, concepts?: () => Record<string, string[]>,
+   *   onConcept?: (name: string) => void}} callbacks
    *   onExpand: the expanded modules after a change (the graph opens the same);
-   *   onHover: the row under the pointer (the graph marks its node)
+   *   onHover: the row under the pointer (the graph marks its node);
+   *   concepts: a dissection's concepts and the modules with units of each (the filter finds
+   *   them); onConcept: the filter's text names one
    */
   constructor(container, callbacks) {
     this.callbacks = callbacks;
@@ -110,7 +128,7 @@ export class TreeView {
     this.root.className = "layerscope-tree-panel";
     this.search = document.createElement("input");
     this.search.type = "search";
-    this.search.placeholder = "Filter modules by name or class";
+    this.search.placeholder = "Filter modules by name, class or concept";
     this.search.className = "layerscope-search";
     this.search.setAttribute("aria-label", "Filter modules");
     this.list = document.createElement("div");
@@ -121,6 +139,8 @@ export class TreeView {
     container.append(this.root);
     this.search.addEventListener("input", () => {
       this.query = this.search.value;
+      const concept = conceptNamed(this.callbacks.concepts?.() || {}, this.query);
+      if (concept) this.callbacks.onConcept?.(concept);
       this.render();
     });
     this.list.addEventListener("keydown", (e) => this.onKey(e));
@@ -171,7 +191,8 @@ export class TreeView {
   }
 
   rows() {
-    return visibleRows(this.nodes, this.expanded, filterTree(this.nodes, this.query));
+    const concepts = this.callbacks.concepts?.() || {};
+    return visibleRows(this.nodes, this.expanded, filterTree(this.nodes, this.query, concepts));
   }
 
   render() {

@@ -3,7 +3,7 @@ import { test } from "node:test";
 import { lookupTable, parseColor } from "../src/colors.js";
 import { bytesOf, decode, rows } from "../src/decode.js";
 import { cellMark, drawable, flat, hasView, linkOf } from "../src/spec.js";
-import { filterTree, formatCount, formatShape, visibleRows } from "../src/tree.js";
+import { conceptNamed, filterTree, formatCount, formatShape, visibleRows } from "../src/tree.js";
 
 test("decode reads float32 from an unaligned DataView", () => {
   const src = new Float32Array([1.5, -2, 3.25, 4, 5, 6]);
@@ -98,6 +98,15 @@ test("filterTree keeps matches and their ancestors, by name or class", () => {
   assert.deepEqual([...(filterTree(nodes, "relu") || [])].sort(), ["", "backbone", "backbone.1"]);
   assert.deepEqual([...(filterTree(nodes, "HEAD") || [])].sort(), ["", "head"]);
   assert.deepEqual([...(filterTree(nodes, "<img src=x>") || [])], []);
+});
+
+test("filterTree finds the modules with units of a concept named whole", () => {
+  const concepts = { "potted plant": ["head"], person: ["backbone.1"] };
+  assert.equal(conceptNamed(concepts, " Potted Plant "), "potted plant");
+  assert.equal(conceptNamed(concepts, "pers"), ""); // a concept is named whole
+  assert.deepEqual([...(filterTree(nodes, "potted plant", concepts) || [])].sort(), ["", "head"]);
+  assert.deepEqual([...(filterTree(nodes, "PERSON", concepts) || [])].sort(), ["", "backbone", "backbone.1"]);
+  assert.deepEqual([...(filterTree(nodes, "pers", concepts) || [])], []);
 });
 
 test("visibleRows follows the expanded set", () => {

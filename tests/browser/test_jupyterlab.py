@@ -330,16 +330,21 @@ def test_channel_importance_bars_select_their_channel(page, lab_url):
     screenshot_dark(page, "importance-dark.png", follow=(".layerscope-plot-importance",))
 
 
-def test_clicking_a_dataset_patch_opens_its_image_with_the_unit_marked(page, lab_url, tmp_path):
-    open_quickstart(page, lab_url)
+def _crops(folder) -> None:
+    """Crops of the bundled photos: a small real dataset."""
     from layerscope import sample_image
 
-    for name in ("astronaut", "chelsea"):  # crops of the bundled photos: a small real dataset
+    for name in ("astronaut", "chelsea"):
         photo = Image.open(sample_image(name)).convert("RGB")
         w, h = photo.size
         for i, (fx, fy) in enumerate([(0, 0), (0.4, 0.1), (0.1, 0.4)]):
             box = (int(fx * w), int(fy * h), int((fx + 0.6) * w), int((fy + 0.6) * h))
-            photo.crop(box).save(tmp_path / f"{name}{i}.jpg")
+            photo.crop(box).save(folder / f"{name}{i}.jpg")
+
+
+def test_clicking_a_dataset_patch_opens_its_image_with_the_unit_marked(page, lab_url, tmp_path):
+    open_quickstart(page, lab_url)
+    _crops(tmp_path)
     before = page.eval_on_selector(".layerscope-plot-image", "el => el.layout.images[0].source")
     run_cell(page, f"sw = explorer.sweep({str(tmp_path)!r}, k=4); print(sw.images)")
     page.wait_for_selector(".layerscope-plot-dataset .main-svg", timeout=60_000)
@@ -396,6 +401,48 @@ def test_clicking_a_dataset_patch_opens_its_image_with_the_unit_marked(page, lab
     page.screenshot(path=str(ARTIFACTS / "dataset-panel.png"))
     follow = (".layerscope-plot-dataset", ".layerscope-plot-score")
     screenshot_dark(page, "dataset-panel-dark.png", follow=follow)
+    _visualize_stop_by_another_channel_then_beside_the_patches(page, channel)
+
+
+FV = ".layerscope-plot-featurevis"
+BUTTON = ".layerscope-visualize"
+
+
+def _visualize_stop_by_another_channel_then_beside_the_patches(page, channel: str) -> None:
+    """The Visualize button runs in slices (the image so far drawn after each, the kernel
+    answering meanwhile); choosing another channel stops it; a run to its end is drawn beside
+    the channel's top patches as explorer.figure("featurevis") draws it."""
+    run_cell(page, "explorer.featurevis_settings = {'steps': 60, 'size': 64}; print('ok')")
+    page.locator(BUTTON).scroll_into_view_if_needed()
+    assert page.inner_text(BUTTON) == f"Visualize channel {channel}"
+    page.click(BUTTON)
+    page.wait_for_function(f"() => document.querySelector('{BUTTON}').textContent === 'Stop'")
+    page.wait_for_selector(f"{FV} .main-svg", timeout=60_000)  # the image so far
+    assert "step" in page.eval_on_selector(FV, "el => el.layout.title.text")
+    other = str(int(channel) + 1)
+    box = page.locator(".layerscope-channel input[type=number]")
+    box.fill(other)
+    box.dispatch_event("change")
+    page.wait_for_function(
+        f"() => document.querySelector('{BUTTON}').textContent === 'Visualize channel {other}'",
+        timeout=60_000,
+    )
+    page.wait_for_function(KERNEL_IDLE)
+    out = run_cell(page, "import json; print(json.dumps([explorer._featurevis['state'], "
+                         "explorer._status['state'], explorer.selected_channel]))")  # fmt: skip
+    assert json.loads(out) == ["idle", "idle", int(other)]
+    assert page.eval_on_selector(FV, "el => el.hidden")  # nothing of the stopped run stays
+    run_cell(page, "explorer.featurevis_settings = {'steps': 6, 'size': 64}; print('ok')")
+    page.click(BUTTON)
+    page.wait_for_function(f"() => document.querySelector('{BUTTON}').hidden", timeout=120_000)
+    page.wait_for_function(KERNEL_IDLE)
+    page.wait_for_timeout(500)
+    _same_drawing(page, ["featurevis"])
+    sources = page.eval_on_selector(FV, "el => el.layout.images.map((i) => i.source)")
+    assert len(sources) == 5 and all(s.startswith("data:image/jpeg;") for s in sources[:4])
+    assert sources[4].startswith("data:image/png;base64,")  # the visualization itself
+    page.locator(FV).scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "featurevis.png"))
 
 
 # What the browser drew, per view: title, trace types in order, height, and each axis's range
@@ -572,3 +619,83 @@ def test_the_graph_opens_hooks_on_click_links_the_tree_and_opens_with_it(page, l
     page.wait_for_selector(f"{plot}[hidden]", state="attached", timeout=30_000)
     page.click(".layerscope-show-graph")
     page.wait_for_selector(f"{plot}:not([hidden])", timeout=30_000)
+
+
+CONCEPTS = ".layerscope-plot-concepts"
+
+
+def _click_bar(page, plot: str, index: int) -> None:
+    """A click in bar ``index``'s column of a plot whose hover mode is "x" (plotly takes it
+    through its drag layer; a bar of one unit among thousands is too thin to hit)."""
+    bar = page.locator(f"{plot} .point path").nth(index)
+    bar.scroll_into_view_if_needed()
+    box = bar.bounding_box()
+    top = page.eval_on_selector(
+        plot, "el => el.getBoundingClientRect().top + el._fullLayout.yaxis._offset + 4"
+    )
+    page.mouse.click(box["x"] + box["width"] / 2, top)
+
+
+def _click_tile(page, plot: str, axis: str) -> None:
+    """A click in the middle of the axes ``axis`` ("2": xaxis2 / yaxis2) of a plot."""
+    page.locator(plot).scroll_into_view_if_needed()
+    at = page.eval_on_selector(
+        plot,
+        "(el, n) => { const r = el.getBoundingClientRect(), x = el._fullLayout['xaxis' + n],"
+        " y = el._fullLayout['yaxis' + n]; return [r.left + x._offset + x._length / 2,"
+        " r.top + y._offset + y._length / 2]; }",
+        axis,
+    )
+    page.mouse.click(*at)
+
+
+def test_concepts_pick_list_select_and_ablate_units_and_the_filter_finds_them(
+    page, lab_url, tmp_path
+):
+    """A dissection against the model's own predictions (random weights here): the Concepts
+    view is drawn as explorer.figure("concepts"); a bar picks its concept, a tile selects its
+    channel, the button ablates the concept's units, the module filter finds a concept."""
+    open_quickstart(page, lab_url)
+    _crops(tmp_path)
+    code = (f"d = explorer.dissect({str(tmp_path)!r}, masks=explorer.model, min_iou=0.0); "
+            "import json; print(json.dumps(explorer._concepts['concepts']))")  # fmt: skip
+    concepts = json.loads(run_cell(page, code, timeout=240_000))
+    page.wait_for_selector(f"{CONCEPTS} .main-svg", timeout=60_000)
+    page.wait_for_function(KERNEL_IDLE)
+    page.wait_for_timeout(500)
+    _same_drawing(page, ["concepts"])
+    page.locator(CONCEPTS).scroll_into_view_if_needed()
+    pick = concepts[-1]  # the concept with fewest units: not the one shown first
+    _click_bar(page, CONCEPTS, len(concepts) - 1)
+    page.wait_for_function(
+        f"() => document.querySelector('{CONCEPTS}').layout.title.text.includes({pick!r})",
+        timeout=60_000,
+    )
+    page.wait_for_function(KERNEL_IDLE)
+    units = json.loads(run_cell(page, "print(json.dumps([explorer.selected_concept, "
+                                      "explorer._concepts['picked_units']]))"))  # fmt: skip
+    assert units[0] == pick
+    _click_tile(page, CONCEPTS, "2")  # the first unit's tile
+    page.wait_for_function(
+        "(c) => document.querySelector('.layerscope-channel input[type=number]').value === c",
+        arg=str(units[1][0]),
+        timeout=30_000,
+    )
+    page.click(".layerscope-ablate-concept")
+    page.wait_for_function(KERNEL_IDLE)
+    page.wait_for_function(
+        "() => document.querySelector('.layerscope-ablate-concept').textContent"
+        ".startsWith('Restore')",
+        timeout=60_000,
+    )
+    ablated = json.loads(run_cell(page, "print(json.dumps(explorer.ablations))"))
+    assert ablated == {"backbone.layer4": sorted(units[1])}
+    page.locator(".layerscope-concepts").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "concepts.png"))
+    # The module filter takes a concept's name: the dissected module shows, the concept is picked.
+    first = concepts[0]
+    page.fill(".layerscope-search", first)
+    page.wait_for_selector(ROW.format("backbone.layer4"), timeout=10_000)
+    assert page.locator(".layerscope-node").count() <= 3  # the root, backbone, layer4
+    page.wait_for_function(KERNEL_IDLE)
+    assert run_cell(page, "print(explorer.selected_concept)").strip() == first

@@ -97,36 +97,39 @@ class Core(Context):
 
     def changed(self, name: str, value: Any) -> None:
         """A trait changed (a click or a cell): run what it asks for."""
-        if name == "_error":
-            if not value:  # dismissed in the browser
-                self.steps.dismiss()
-            return
-        if self.quiet:
-            return
-        if name in OPTIONS:
-            self.view = self.view.with_(options=self.options())
-            with self._widget.hold_sync():
-                self.publish_views()
-        panels = self.panels.values()
-        marked = [p.name for p in panels if name in p.inputs and p.changed(self, name, value)]
-        if marked:
-            self.steps.mark(*marked)
-            self.steps.run()
+        with self.lock:
+            if name == "_error":
+                if not value:  # dismissed in the browser
+                    self.steps.dismiss()
+                return
+            if self.quiet:
+                return
+            if name in OPTIONS:
+                self.view = self.view.with_(options=self.options())
+                with self._widget.hold_sync():
+                    self.publish_views()
+            panels = self.panels.values()
+            marked = [p.name for p in panels if name in p.inputs and p.changed(self, name, value)]
+            if marked:
+                self.steps.mark(*marked)
+                self.steps.run()
 
     def refused(self, name: str, message: str) -> None:
         """A value from the browser was refused: the error of the panel that takes it."""
-        step = next((p.name for p in self.panels.values() if name in p.inputs), name)
-        self.steps.fail(step, message, clear=False)
+        with self.lock:
+            step = next((p.name for p in self.panels.values() if name in p.inputs), name)
+            self.steps.fail(step, message, clear=False)
 
     def message(self, _widget: Any, content: Any, _buffers: Any) -> None:
-        kind = content.get("kind") if isinstance(content, dict) else None
-        for panel in self.panels.values():
-            if kind in panel.messages:
-                try:
-                    panel.message(self, content)
-                except Exception as exc:  # shown in the widget like any other action's error
-                    self.steps.report(panel.name, exc)
-                return
+        with self.lock:
+            kind = content.get("kind") if isinstance(content, dict) else None
+            for panel in self.panels.values():
+                if kind in panel.messages:
+                    try:
+                        panel.message(self, content)
+                    except Exception as exc:  # shown in the widget like any other action's error
+                        self.steps.report(panel.name, exc)
+                    return
 
     def exported(self, module: str) -> ViewState:
         """A hooked module's views for the export, each panel adding its payload."""

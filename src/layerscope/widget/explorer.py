@@ -24,6 +24,7 @@ from ..activations import Activations
 from ..capture import resolve_modules
 from ..compare import Comparison
 from ..dataset import Sweep
+from ..dissect import Dissection
 from ..errors import ArgumentError, NotReadyError
 from ..gradients import GradCam
 from ..images import SAMPLE_IMAGES, sample_image
@@ -35,8 +36,10 @@ from .core import Core
 from .export import write_html
 from .figures import build_figure
 from .options import check_options, resolve_model
+from .panel_api import PanelMethods
 from .panels.base import Panel
 from .panels.channel import compare_maps
+from .panels.concepts import ConceptsPanel
 from .panels.dataset import DatasetPanel
 from .panels.gradcam import explain
 from .panels.importance import importance_of
@@ -47,7 +50,7 @@ from .viewstate import ViewState
 __all__ = ["Explorer"]
 
 
-class Explorer(LayerScopeWidget):
+class Explorer(PanelMethods, LayerScopeWidget):
     """Look inside a model while it runs.
 
     >>> Explorer()                      # DeepLabV3-ResNet50 on the bundled astronaut
@@ -63,9 +66,10 @@ class Explorer(LayerScopeWidget):
     model, shared by its Explorers and Capturers). ``layouts``: where the tracer cannot tell,
     which dimensions of a module's output are channels and grid (``{"features.5": "NHWC"}``).
     ``sweep``: a :class:`~layerscope.Sweep` of this model for the Dataset panel (or run one with
-    ``explorer.sweep(images)``). ``panels``: the panel classes to show (default:
-    ``layerscope.widget.panels.REGISTRY``). Any public trait (``selected_channel=...``) may be
-    given too.
+    ``explorer.sweep(images)``); ``dissection``: a :class:`~layerscope.Dissection` of it for the
+    Concepts panel (or ``explorer.dissect(images, masks=...)``). ``panels``: the panel classes
+    to show (default: ``layerscope.widget.panels.REGISTRY``). Any public trait
+    (``selected_channel=...``) may be given too.
 
     Errors from the widget's actions show in the widget; ``explorer.errors`` lists them and
     ``explorer.last_traceback`` holds the full traceback of the latest one."""
@@ -86,6 +90,7 @@ class Explorer(LayerScopeWidget):
         bins: int = 64,
         layouts: dict[str, str] | None = None,
         sweep: Sweep | None = None,
+        dissection: Dissection | None = None,
         panels: Iterable[type[Panel]] | None = None,
         **options: Any,
     ) -> None:
@@ -93,6 +98,9 @@ class Explorer(LayerScopeWidget):
         added = {k: v for p in kinds for k, v in p.traits.items()}
         shown = [v for p in kinds for v in p.shown]
         added.update({f"_view_{v}": payload_trait() for v in shown})
+        known = LayerScopeWidget.class_traits()
+        added.update({k: payload_trait() for p in kinds for k in p.owns  # a panel's payloads
+                      if k not in added and k not in known})  # fmt: skip
         own = [p for p in inspect.signature(Explorer.__init__).parameters
                if p not in ("self", "options")]  # fmt: skip
         check_options(options, (*PUBLIC_TRAITS, *(k for k in added if k[0] != "_")), tuple(own))
@@ -109,7 +117,9 @@ class Explorer(LayerScopeWidget):
         )  # fmt: skip
         self.model = model
         if sweep is not None:  # checked before any view is drawn from it
-            self._dataset_panel().use(model, sweep, "sweep=")
+            self._panel(DatasetPanel).use(model, sweep, "sweep=")
+        if dissection is not None:
+            self._panel(ConceptsPanel).use(model, dissection, "dissection=")
         named = dict(model.named_modules())
         resolve_modules(model, list(layouts or {}) or [""], named)
         self._session = s = Session(model, preprocess, class_names, layouts=layouts or {},
@@ -193,15 +203,17 @@ class Explorer(LayerScopeWidget):
     def set_image(self, image: Any, name: str = "") -> None:
         """Show another image: a path, PIL image, array, tensor or the bytes of an image file.
         The first forward and the hooked captures run again (progress shown in the widget)."""
-        self._ctx.show_image(image, name)
-        self._steps.run()
+        with self._ctx.lock:
+            self._ctx.show_image(image, name)
+            self._steps.run()
 
     def grad_cam(self, module: str | None = None, target_class: int | None = None,
                  region: list[float] | None = None) -> GradCam:  # fmt: skip
         """Grad-CAM at ``module`` (default: the selected one) for ``target_class`` (default:
         the class picked in the legend, else the largest predicted one), summed over the
         class's predicted pixels or over ``region``, an image-pixel box (y0, x0, y1, x1)."""
-        return explain(self._ctx, module, target_class, region)
+        with self._ctx.lock:
+            return explain(self._ctx, module, target_class, region)
 
     def channel_importance(
         self, module: str | None = None, target_class: int | None = None
@@ -210,7 +222,8 @@ class Explorer(LayerScopeWidget):
         (default: the class the views use): every channel's first-order estimate and the exact
         drop of the largest 16 (:func:`layerscope.channel_importance`). The importance view
         shows the same result: computed once per image, module and class, and shared."""
-        return importance_of(self._ctx, module, target_class)
+        with self._ctx.lock:
+            return importance_of(self._ctx, module, target_class)
 
     def compare(
         self,
@@ -222,7 +235,8 @@ class Explorer(LayerScopeWidget):
         """The selected module's selected channel (or ``channel``; ``"aggregate"`` for the
         aggregate map) for this image against ``image``, or through this model against
         ``model``; ``.figure()`` draws A, B and A - B on shared scales."""
-        return compare_maps(self._ctx, image, model, module, channel)
+        with self._ctx.lock:
+            return compare_maps(self._ctx, image, model, module, channel)
 
     def figure(self, view: str = "image") -> Any:
         """A view as a ``plotly.graph_objects.Figure``, drawn from the same spec the widget
@@ -240,38 +254,3 @@ class Explorer(LayerScopeWidget):
         return write_html(path, self._panels, title=self._title, prediction=self.view,
                           modules=modules,
                           notice=self._notice)  # fmt: skip
-
-    # -- the Dataset panel's API -------------------------------------------------------------
-
-    def _dataset_panel(self) -> DatasetPanel:
-        found = [p for p in self._panels.values() if isinstance(p, DatasetPanel)]
-        if not found:
-            raise NotReadyError("this Explorer has no Dataset panel (see panels=)")
-        return found[0]
-
-    @property
-    def dataset_sweep(self) -> Sweep | None:
-        """The sweep the Dataset panel shows (None before one is given or run)."""
-        return self._dataset_panel().sweep
-
-    @dataset_sweep.setter
-    def dataset_sweep(self, value: Sweep | None) -> None:
-        panel = self._dataset_panel()
-        panel.use(self.model, value)
-        self._steps.mark(panel.name)
-        self._steps.run()
-
-    def sweep(self, images: Any, modules: list[str] | None = None, **options: Any) -> Sweep:
-        """Run a dataset sweep (:func:`layerscope.sweep`) for this model over ``images``: the
-        hooked modules (or ``modules``), with the Explorer's preprocessing unless ``preprocess=``
-        is given, progress in the widget. The Dataset panel then shows the selected channel's
-        top images; the sweep is returned (``sweep.save(path)`` keeps it)."""
-        result = self._dataset_panel().run_sweep(self._ctx, images, modules, options)
-        self.dataset_sweep = result
-        return result
-
-    def show_example(self, rank: int) -> None:
-        """Open example ``rank`` (0: the best) of the Dataset panel: its image becomes the
-        Explorer's, the module and channel stay, and the unit is marked on the image (like
-        clicking the patch)."""
-        self._dataset_panel().show_example(self._ctx, rank)

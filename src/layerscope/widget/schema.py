@@ -48,6 +48,9 @@ __all__ = [
     "ImportancePayload",
     "ExamplePayload",
     "DatasetPayload",
+    "FeaturevisPayload",
+    "ConceptsPayload",
+    "ConceptTile",
     "UnitMarkPayload",
     "TreeNode",
     "UploadPayload",
@@ -286,6 +289,60 @@ class StatusPayload(_StatusAlways, total=False):
     unit: str
     label: str
     seconds: float
+
+
+class _FeaturevisAlways(TypedDict):
+    module: str
+    channel: int
+    call: int
+    state: Literal["idle", "running", "done"]
+
+
+class FeaturevisPayload(_FeaturevisAlways, total=False):
+    """The selected channel's feature visualization (of the module's ``call``): ``idle`` (none
+    yet: the Visualize button), ``running`` (the image so far, ``step`` of ``steps``) or
+    ``done``. ``png``: the image;
+    ``trace``: float32 (step,) the objective at each step; ``settings``: what it was run with
+    (size, steps, param, seed)."""
+
+    step: int
+    steps: int
+    png: bytes
+    trace: ArrayPayload
+    settings: dict[str, Any]
+
+
+class ConceptTile(TypedDict, total=False):
+    """One unit of the picked concept: its channel, IoU, map on this image (float32 (h, w))
+    and its best dataset patch (JPEG) when a sweep holds the module."""
+
+    channel: int
+    iou: float
+    map: ArrayPayload
+    patch: bytes
+
+
+class ConceptsPayload(TypedDict, total=False):
+    """What a dissection named the module's units. ``label``: int32 (C,) each channel's concept
+    as an index into ``names`` (-1: unlabelled), ``iou``: float32 (C,) its IoU; ``concepts`` /
+    ``units``: the module's concepts by number of units; ``picked``: the concept listed, its
+    channels ``picked_units`` (best first) and the best as ``tiles``; ``everywhere``: each
+    concept's modules with units of it (the module filter finds them). ``missing``: why there
+    is nothing (the module was not dissected)."""
+
+    module: str
+    missing: str
+    names: list[str]
+    min_iou: float
+    images: int
+    label: ArrayPayload
+    iou: ArrayPayload
+    concepts: list[str]
+    units: list[int]
+    picked: str
+    picked_units: list[int]
+    tiles: list[ConceptTile]
+    everywhere: dict[str, list[str]]
 
 
 class UploadPayload(TypedDict, total=False):

@@ -22,17 +22,31 @@ from .contract import colorscale_stops
 from .viewstate import ViewState
 
 __all__ = ["Spec", "layout", "heatmap_spec", "histogram_spec", "box_shape", "for_browser",
-           "to_plotly", "IMAGE", "MASK", "EDITED", "CHANGED", "crop_ref", "HEIGHT"]  # fmt: skip
+           "to_plotly", "IMAGE", "MASK", "EDITED", "CHANGED", "crop_ref", "payload_ref",
+           "picture_mime",
+           "HEIGHT"]  # fmt: skip
 
 Spec = dict[str, Any]
 HEIGHT = 300
 IMAGE, MASK = "layerscope:image", "layerscope:mask"  # the photo; the predicted mask
 EDITED, CHANGED = "layerscope:edited", "layerscope:changed"  # with channels ablated
 _CROP = "layerscope:crop:"  # a dataset example's patch, by rank
+_PAYLOAD = "layerscope:payload:"  # a PNG in a panel's own payload: trait and key
 
 
 def crop_ref(rank: int) -> str:
     return f"{_CROP}{rank}"
+
+
+def payload_ref(trait: str, *path: str | int) -> str:
+    """A picture (PNG or JPEG bytes) held in a panel's own payload, at ``path`` in
+    ``view.extra[trait]`` (keys and list indices): the browser reads it from the trait, the
+    export from the view-state."""
+    return ":".join([f"{_PAYLOAD}{trait}", *map(str, path)])
+
+
+def picture_mime(data: bytes) -> str:
+    return "image/jpeg" if data[:2] == b"\xff\xd8" else "image/png"
 
 
 def layout(title: str, link: str = "", height: int = HEIGHT, **more: Any) -> dict[str, Any]:
@@ -151,6 +165,13 @@ def _source(ref: str, view: ViewState) -> str:
         return _data_url(a["mask_png"], "image/png")
     if ref == CHANGED and "changed_png" in a:
         return _data_url(a["changed_png"], "image/png")
+    if ref.startswith(_PAYLOAD):
+        trait, *path = ref[len(_PAYLOAD) :].split(":")
+        data: Any = view.extra.get(trait) or {}
+        for key in path:
+            data = data[int(key)] if isinstance(data, list) else (data or {}).get(key)
+        if isinstance(data, bytes):
+            return _data_url(data, picture_mime(data))
     if ref.startswith(_CROP) and view.dataset and "examples" in view.dataset:
         return _data_url(view.dataset["examples"][int(ref[len(_CROP) :])]["crop"], "image/jpeg")
     raise LayerScopeError(f"a view refers to {ref!r}, which this view-state does not hold")

@@ -12,7 +12,9 @@ from ...errors import ArgumentError
 from .ablation import AblationPanel
 from .base import Context, Panel
 from .channel import ChannelPanel
+from .concepts import ConceptsPanel
 from .dataset import DatasetPanel
+from .featurevis import FeaturevisPanel
 from .gradcam import GradcamPanel
 from .graph import GraphPanel
 from .hooks import HooksPanel
@@ -33,6 +35,8 @@ REGISTRY: list[type[Panel]] = [
     AblationPanel,
     ImportancePanel,
     DatasetPanel,
+    FeaturevisPanel,
+    ConceptsPanel,
     GraphPanel,
 ]
 

@@ -9,6 +9,7 @@ public traits, the outputs panels share, and the few things a panel may ask of t
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -40,9 +41,11 @@ class Panel:
     ``name``: the panel's step name (its errors are ``explorer.errors[name]``). ``after``: the
     panels whose output it reads (it runs after them, and again whenever they run).
     ``inputs``: traits whose change asks for it again. ``owns``: its payload traits, each with
-    where it lies in the view-state (a ``ViewState`` field, dotted for the scene's; None: the
-    trait only): what :meth:`build` returns and what a failure empties. ``covers``: panels whose
-    work a run of this one does too. ``validates``: traits whose values :meth:`check` checks.
+    where it lies in the view-state (a ``ViewState`` field, dotted for the scene's, or
+    ``"extra.<trait>"``; None: the trait only): what :meth:`build` returns and what a failure
+    empties; the Explorer adds a synced trait for each the widget does not have.
+    ``covers``: panels whose work a run of this one does too. ``validates``: traits whose
+    values :meth:`check` checks.
     ``traits``: traits the panel adds to the widget (payload traits are dicts, synced).
     ``messages``: the ``kind`` of front-end messages :meth:`message` handles.
     ``views``: the views :meth:`figure` draws (``explorer.figure(name)``, the export);
@@ -127,6 +130,10 @@ class Context:
         self.title, self.notice, self.modules = title, notice, modules
         self.topk, self.bins = topk, bins
         self.memo = PayloadMemo()  # payloads of outputs the store serves again
+        # JupyterLab (4.4 and later) hands a widget's trait changes to a kernel subshell: a
+        # thread of its own, running while the main thread runs a cell or a panel's background
+        # slice. Whatever runs the model or sets traits holds this, one at a time.
+        self.lock = threading.RLock()
         self.outputs: dict[str, Any] = {}
         self.view: ViewState
         self.shown_name = ""

@@ -16,6 +16,7 @@ from ..schema import ChannelPayload, decode_array
 from ..spec import Spec, heatmap_spec
 from ..viewstate import ViewState
 from .base import Context, Panel
+from .concepts import unit_concept
 from .layer import channel_fits, need_maps
 
 __all__ = ["ChannelPanel", "compare_maps"]
@@ -49,6 +50,8 @@ class ChannelPanel(Panel):
         if not ch or not channel_fits(view):
             raise NotReadyError(f"no channel of {layer['module']} selected")
         title = f"{layer['module']} · channel {ch['channel']} of {layer['channels']}"
+        named = unit_concept(view, layer["module"], ch["channel"])  # a dissection's concept
+        title += f" · {named[0]} (IoU {named[1]:.2f})" if named else ""
         return heatmap_spec(decode_array(ch["map"]), title, view.options.colorscale)
 
 

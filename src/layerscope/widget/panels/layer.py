@@ -7,6 +7,7 @@ could not keep it)."""
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ from ..schema import LayerPayload, decode_array
 from ..spec import Spec, heatmap_spec, histogram_spec, layout
 from ..viewstate import ViewState, module_view
 from .base import Context, Panel
+from .concepts import unit_concept
 
 __all__ = ["LayerPanel", "check_budget", "module_view_of", "channel_fits", "need_maps"]
 
@@ -84,7 +86,11 @@ class LayerPanel(Panel):
             z = decode_array(layer["aggregates"])[layer["aggregate_names"].index(how)]
             title = f"{layer['module']} · {how} over {layer['channels']} channels"
             return heatmap_spec(z, title, cs)
-        return _grid(layer, cs)
+        return _grid(layer, cs, lambda c: _named(unit_concept(view, layer["module"], c)))
+
+
+def _named(concept: tuple[str, float] | None) -> str:
+    return f"{concept[0]} {concept[1]:.2f}" if concept else ""
 
 
 def need_maps(view: ViewState) -> LayerPayload:
@@ -134,9 +140,10 @@ def _vector(view: ViewState) -> Spec:
 GRID_COLUMNS = 4
 
 
-def _grid(layer: LayerPayload, cs: str) -> Spec:
+def _grid(layer: LayerPayload, cs: str, label: Callable[[int], str]) -> Spec:
     """The top-k channels' maps, one small heatmap each on its own axes (the browser draws
-    them as tiles: click selects the channel, shift-click ablates it)."""
+    them as tiles: click selects the channel, shift-click ablates it), each named by its
+    channel and, when a dissection names the unit, its concept and IoU."""
     tiles, k = decode_array(layer["tiles"]), len(layer["topk"])
     rows = -(-k // GRID_COLUMNS)
     data: list[dict[str, Any]] = []
@@ -146,7 +153,8 @@ def _grid(layer: LayerPayload, cs: str) -> Spec:
         n = "" if i == 0 else str(i + 1)
         data.append({"type": "heatmap", "z": lo + tiles[i].astype(np.float32) / 255 * (hi - lo),
                      "zmin": lo, "zmax": hi, "colorscale": colorscale_stops(cs),
-                     "showscale": False, "xaxis": f"x{n}", "yaxis": f"y{n}", "name": f"#{c}",
+                     "showscale": False, "xaxis": f"x{n}", "yaxis": f"y{n}",
+                     "name": f"#{c} {label(c)}".strip(),
                      "meta": {"channel": c},
                      "hovertemplate": f"channel {c}<br>%{{z:.3g}}<extra></extra>"})  # fmt: skip
         axes[f"xaxis{n}"] = {"showticklabels": False}
