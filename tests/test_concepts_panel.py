@@ -147,3 +147,34 @@ def test_a_dissection_of_other_weights_is_refused(dissected):
         _explorer(other, paths, dissection=d)
     with pytest.raises(LayerScopeError, match="takes a layerscope.Dissection"):
         _explorer(model, paths, dissection="d.safetensors")
+
+
+def test_another_call_or_another_dissection_shows_no_stale_names(dissected):
+    """Found by a hostile pass: a second call's maps under the first call's labels; a concept
+    name kept from no dissection (or another) shown as "0 units"."""
+
+    class TwiceUnits(Units):
+        """relu runs twice: after conv, and after an identity conv2."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv2 = nn.Conv2d(6, 6, 1)
+            with torch.no_grad():
+                self.conv2.weight.copy_(torch.eye(6).view(6, 6, 1, 1))
+                self.conv2.bias.zero_()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.relu(self.conv2(self.relu(self.conv(x))))
+
+    model, paths, labels, _ = dissected
+    twice = TwiceUnits().eval()
+    d = ls.dissect(twice, paths[0].parent, ["relu"], masks=labels, classes=CLASSES,
+                   preprocess=RAW, progress=False)  # fmt: skip
+    ex = _explorer(twice, paths, dissection=d, selected_call=1)
+    assert "first call" in ex._concepts["missing"]
+    assert ex.figure("channel").layout.title.text.endswith("of 6")  # no label at call 1
+    ex.selected_call = 0
+    assert ex._concepts["picked"] == "square"
+    plain = _explorer(model, paths, selected_concept="whatever")
+    plain.dissection = dissected[3]
+    assert plain.selected_concept == "" and plain._concepts["picked"] == "square"

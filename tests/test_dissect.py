@@ -519,3 +519,19 @@ def test_a_dataset_of_image_and_mask_pairs_equals_the_folders(tmp_path):
     assert d.images == 6 and d.skipped == []
     assert torch.equal(d.threshold("relu"), folders.threshold("relu"))
     assert torch.equal(d.iou("relu"), folders.iou("relu"))
+
+
+def test_a_preprocessing_function_masks_cannot_follow_is_refused(tmp_path):
+    """A function may crop: masks taken as a resize of the whole image would be compared with
+    units that saw another part (found by a hostile pass: IoU 0.30 for a perfect detector)."""
+    make_data(tmp_path, 2, size=32, side=4, radius=2)
+
+    def squash(image):
+        return RAW(image).tensor[0]
+
+    with pytest.raises(ls.LayerScopeError, match=r"Preprocess.from_transforms"):
+        ls.dissect(Detectors().eval(), tmp_path / "img", ["relu"], masks=tmp_path / "lab",
+                   classes=CLASSES, preprocess=squash, progress=False)  # fmt: skip
+    with pytest.raises(ls.LayerScopeError, match=r"ls.Preprocess"):
+        ls.ablation_effect(Detectors().eval(), tmp_path / "img", {"relu": ls.Ablate([0])},
+                           masks=tmp_path / "lab", classes=CLASSES, preprocess=squash)  # fmt: skip

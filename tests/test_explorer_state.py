@@ -189,6 +189,7 @@ def test_figures_export_what_is_shown(explorer):
         "dataset",
         "graph",
         "featurevis",
+        "concepts",
     }:
         fig = explorer.figure(view)
         assert isinstance(fig, go.Figure) and fig.data or fig.layout.images, view
@@ -208,6 +209,8 @@ def test_figures_export_what_is_shown(explorer):
         explorer.figure("dataset")
     with pytest.raises(ls.LayerScopeError, match=r"press Visualize"):
         explorer.figure("featurevis")
+    with pytest.raises(ls.LayerScopeError, match=r"explorer.dissect\(images, masks"):
+        explorer.figure("concepts")
     explorer.overlay = "gradcam"
     assert explorer.figure("gradcam").data[0].z is not None
     explorer.overlay = "aggregate"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import io
 import threading
 import time
@@ -79,6 +80,30 @@ def test_a_run_in_slices_equals_one_run():
     assert torch.equal(fv.tensor, whole.tensor) and torch.equal(fv.trace, whole.trace)
 
 
+def own_thread(test):
+    """Run the test on a thread of its own, with no event loop running there: the browser
+    tests' Playwright keeps one running on the main thread (asyncio.run would refuse), and the
+    Explorer schedules its slices on the loop of the thread it was made on."""
+
+    @functools.wraps(test)
+    def run(*args, **kwargs):
+        failed: list[BaseException] = []
+
+        def body() -> None:
+            try:
+                test(*args, **kwargs)
+            except BaseException as exc:  # re-raised on pytest's thread
+                failed.append(exc)
+
+        worker = threading.Thread(target=body)
+        worker.start()
+        worker.join()
+        if failed:
+            raise failed[0]
+
+    return run
+
+
 def _wait(until, turns: int = 400):
     async def spin() -> None:
         for _ in range(turns):
@@ -90,6 +115,7 @@ def _wait(until, turns: int = 400):
     return spin()
 
 
+@own_thread
 def test_the_button_runs_in_slices_and_another_channel_stops_it(monkeypatch):
     monkeypatch.setattr(panel_module, "SLICE", 0.0)  # one step a slice
     model = Tiny().eval()
@@ -127,6 +153,7 @@ def test_the_button_runs_in_slices_and_another_channel_stops_it(monkeypatch):
     assert np.array_equal(_pixels(ex._featurevis["png"]), _as_png_pixels(truth.tensor[0]))
 
 
+@own_thread
 def test_the_stop_button_stops_it(monkeypatch):
     monkeypatch.setattr(panel_module, "SLICE", 0.0)
     ex = _explorer(Tiny().eval(), selected_channel=0)
@@ -186,6 +213,7 @@ def test_the_buttons_settings_are_checked():
     assert ex.featurevis_settings == {**panel_module.DEFAULTS, "steps": 3}
 
 
+@own_thread
 def test_a_click_on_another_thread_waits_for_the_slice_then_stops_it(monkeypatch):
     """JupyterLab 4.4+ handles a widget's trait changes on a kernel subshell (a thread of its
     own) while the slices run on the main thread: the click waits for the slice under way, its
@@ -223,7 +251,8 @@ def test_a_click_on_another_thread_waits_for_the_slice_then_stops_it(monkeypatch
     assert all(p.get("state") != "running" for p in seen[last:])
 
 
-def test_the_button_runs_on_the_main_threads_loop_whatever_thread_sends_it(monkeypatch):
+@own_thread
+def test_the_button_runs_on_the_explorers_threads_loop_whatever_thread_sends_it(monkeypatch):
     """A message handled on a subshell's thread schedules the slices on the main thread's loop,
     where cells run: a slice never runs beside a cell that may use the model."""
     monkeypatch.setattr(panel_module, "SLICE", 0.0)
@@ -263,6 +292,7 @@ def test_weights_changed_during_a_run_are_refused_not_cached():
     assert not again.done  # nothing was cached under the first weights
 
 
+@own_thread
 def test_a_stopped_or_failed_run_leaves_no_partial_image(monkeypatch):
     monkeypatch.setattr(panel_module, "SLICE", 0.0)
     ex = _explorer(Tiny().eval(), selected_channel=1)

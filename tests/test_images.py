@@ -122,6 +122,18 @@ def test_preprocess_matches_torchvision_and_maps_the_stride():
     assert (y1, x1) == (300.0, 451.0) and y0 < 300 and x0 < 451
 
 
+@pytest.mark.parametrize("crop", [31, 33, 34, 35, 37])
+def test_a_crop_larger_than_the_image_is_placed_where_torchvision_pads_it(crop):
+    """A marked pixel lands in the input where the geometry says (torchvision pads (c - s) // 2
+    before; a rounding of (s - c) / 2 is one pixel off when c - s is 3, 7, ...)."""
+    pixels = np.zeros((30, 30, 3), np.uint8)
+    pixels[4, 9] = 255
+    prepared = Preprocess(resize=None, crop=(crop, crop), mean=(0, 0, 0), std=(1, 1, 1))(pixels)
+    (row, col) = np.argwhere(prepared.tensor[0, 0].numpy() > 0.5)[0]
+    g = prepared.geometry
+    assert (row, col) == (4 - g.offset[0], 9 - g.offset[1])
+
+
 def test_prepare_with_a_plain_callable():
     import torchvision.transforms as T
 

@@ -72,8 +72,9 @@ class Preprocess:
         oy = ox = 0.0
         if self.crop:
             ch, cw = self.crop
-            # torchvision's center_crop: top = round((H - h) / 2), padding when the crop is larger
-            top, left = int(round((rh - ch) / 2.0)), int(round((rw - cw) / 2.0))
+            # torchvision's center_crop: top = round((H - h) / 2); a crop larger than the image
+            # pads (h - H) // 2 above it (not the rounding: round(-1.5) is -2, the pad 1)
+            top, left = _crop_start(rh, ch), _crop_start(rw, cw)
             t = TF.center_crop(t, [ch, cw])
             oy, ox = top * sy, left * sx
             rh, rw = ch, cw
@@ -86,6 +87,11 @@ class Preprocess:
             source_size=image.info.get("layerscope_source_size"),
         )
         return PreparedImage(x.unsqueeze(0), image, geometry)
+
+
+def _crop_start(size: int, crop: int) -> int:
+    """Where torchvision's center_crop starts on an axis of ``size`` (negative: padding)."""
+    return int(round((size - crop) / 2.0)) if crop <= size else -((crop - size) // 2)
 
 
 def prepare_image(source: Any, preprocess: Preprocess | Callable[[Any], Any]) -> PreparedImage:

@@ -35,7 +35,7 @@ from ..dataset.sources import Sources, open_sources
 from ..errors import LayerScopeError
 from .ablation import AblationEffect, EffectRow, EffectTable, ablation_effect
 from .format import read_state, save_state
-from .masks import Masks, open_masks
+from .masks import Masks, geometry_preprocess, open_masks
 from .progress import Bar
 from .result import Concept, Dissection, ModuleSummary, Summary
 from .state import RunState
@@ -96,7 +96,8 @@ def dissect(
     resize 224, centre crop 224); the masks go through the same resize and crop, nearest
     neighbour. ``path``: checkpoint there (about every 20 s, and when interrupted); run again
     with the same arguments to resume in the pass where it stopped; refused when the weights,
-    modules, quantile, preprocessing, images or masks changed. ``progress``: a bar, or a
+    modules, quantile, preprocessing, images or masks changed (a Dataset's items are known by
+    index only: their contents are not checked). ``progress``: a bar, or a
     callable ``(done, total)`` counting images over all passes (``total`` grows when a pass is
     added). The model is left as found: no hook stays, train/eval modes are restored."""
     if not isinstance(quantile, (int, float)) or not 0 < quantile <= 0.5:
@@ -112,6 +113,7 @@ def dissect(
     pre = preprocess if preprocess is not None else DEFAULT_PREPROCESS
     sources = open_sources(images)
     mask_src = open_masks(masks, sources, model, classes)
+    pre = geometry_preprocess(pre, mask_src.kind)
     fresh = RunState(names, float(quantile), list(sources.labels), model_fingerprint(model),
                      describe_preprocess(pre), _describe_masks(mask_src), mask_src.classes,
                      preprocess_args(pre))  # fmt: skip

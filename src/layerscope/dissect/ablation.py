@@ -34,7 +34,7 @@ from ..hooks import hooked
 from ..models import torchvision_class_names
 from ..outputs import class_output, model_class_names
 from ..safety import run_model
-from .masks import Masks, open_masks
+from .masks import Masks, geometry_preprocess, open_masks
 from .work import Partial, run_local
 
 __all__ = ["ablation_effect", "AblationEffect", "EffectRow", "EffectTable"]
@@ -233,6 +233,7 @@ def ablation_effect(
         raise LayerScopeError(f"{len(names)} class names for a model of {k} classes")
     found = labels or open_masks(masks, sources, model, names)
     found.classes = list(names)
+    pre = geometry_preprocess(pre, found.kind)
     if (metric == "accuracy") != (found.kind == "labels"):
         raise LayerScopeError(
             "a classifier is measured against labels (one class index per image), a "

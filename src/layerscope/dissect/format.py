@@ -118,9 +118,16 @@ def read_state(path: Path) -> tuple[RunState, dict[str, Any]]:
         raise LayerScopeError(
             f"{where}: unknown dissection format version {header.get('version')!r}"
         )
-    check_header(header, where)
-    check_tensors(header, tensors, where)
-    return _state(header, tensors), header
+    try:
+        check_header(header, where)
+        check_tensors(header, tensors, where)
+        return _state(header, tensors), header
+    except LayerScopeError:
+        raise
+    except Exception as exc:  # a field the checks let through, yet unusable: still crafted
+        raise LayerScopeError(
+            f"{where} is not a valid dissection file ({type(exc).__name__}: {exc})"
+        ) from None
 
 
 def _state(header: dict[str, Any], t: dict[str, torch.Tensor]) -> RunState:

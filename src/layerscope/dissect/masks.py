@@ -29,7 +29,7 @@ from ..errors import LayerScopeError
 from ..images import Geometry
 from ..models import torchvision_class_names
 from ..outputs import class_output, model_class_names
-from ..preprocess import labels_on_input
+from ..preprocess import Preprocess, labels_on_input
 
 __all__ = ["Masks", "open_masks", "MissingMask", "class_names", "MASK_SUFFIXES", "IGNORE"]
 
@@ -231,3 +231,21 @@ def class_names(classes: Any, model: nn.Module | None) -> list[str] | None:
         if convs:
             return torchvision_class_names(model, convs[-1].out_channels)
     return None
+
+
+def geometry_preprocess(pre: Any, kind: str) -> Any:
+    """The preprocessing masks from files or a Dataset can follow: a :class:`Preprocess` as it
+    is, torchvision's presets (``weights.transforms()``) read into one. Any other function is
+    refused: what it crops is unknown, and masks taken as a resize of the whole image would be
+    compared with units that saw another part of it. A model's masks are made on the input
+    itself: any preprocessing does."""
+    if isinstance(pre, Preprocess) or kind in ("model", "labels"):
+        return pre
+    if hasattr(pre, "resize_size") and hasattr(pre, "mean"):
+        return Preprocess.from_transforms(pre)
+    raise LayerScopeError(
+        "masks follow each image's resize and crop, which LayerScope knows from a "
+        "layerscope.Preprocess only: pass preprocess=ls.Preprocess(resize=..., crop=...) "
+        "(ls.Preprocess.from_transforms(weights.transforms()) reads torchvision's presets); "
+        f"the function {pre!r} may crop where the masks would not"
+    )

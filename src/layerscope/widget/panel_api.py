@@ -99,6 +99,8 @@ class PanelMethods:
         panel = self._panel(ConceptsPanel)
         with self._ctx.lock:
             panel.use(self.model, value)
+            if value is None or self._ctx.selected_concept not in value.concepts:
+                self._ctx.quietly(selected_concept="")  # a name of the dissection before
             self._show(panel)  # its run redraws every view: the card and tiles name units
 
     def dissect(

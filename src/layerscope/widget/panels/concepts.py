@@ -106,6 +106,9 @@ class ConceptsPanel(Panel):
         if d is None or not layer or layer["kind"] != "maps" or held is None:
             return {TRAIT: None}
         module = layer["module"]
+        if layer["call"] != 0:  # the dissection counted the module's first call
+            return {TRAIT: {"module": module, "missing": f"the dissection labels {module}'s "
+                            "first call: select call 0"}}  # fmt: skip
         if module not in d.modules:
             return {TRAIT: {"module": module, "missing": f"{module} was not dissected (the "
                             f"dissection has {', '.join(d.modules)})"}}  # fmt: skip
@@ -120,7 +123,8 @@ class ConceptsPanel(Panel):
         iou = np.array([c.iou if c else 0.0 for c in labels], np.float32)
         counts = np.bincount(index[index >= 0], minlength=len(names))
         order = [int(k) for k in np.argsort(-counts, kind="stable") if counts[k] > 0]
-        picked = ctx.selected_concept or (names[order[0]] if order else "")
+        picked = ctx.selected_concept if ctx.selected_concept in names else ""
+        picked = picked or (names[order[0]] if order else "")
         payload: ConceptsPayload = {
             "module": module, "names": names, "min_iou": d.min_iou, "images": d.images,
             "label": array_buffer(index), "iou": array_buffer(iou),

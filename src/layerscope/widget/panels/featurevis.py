@@ -65,7 +65,10 @@ class FeaturevisPanel(Panel):
         self.job_settings: dict[str, Any] = {}  # what it runs with
         # Finished ones, shown again for their unit while the weights are theirs.
         self.done: dict[Target, tuple[dict[str, Any], FeatureVis, Hashable]] = {}
-        self.loop: asyncio.AbstractEventLoop | None = None  # the main thread's
+        # The thread the Explorer was made on (a kernel's main thread, where cells run) and
+        # its event loop: the slices run there, whatever thread a click is handled on.
+        self.home = threading.get_ident()
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def check(self, ctx: Context, name: str, value: Any) -> dict[str, Any]:
         unknown = sorted(set(value) - set(SETTINGS))
@@ -102,8 +105,8 @@ class FeaturevisPanel(Panel):
         return {TRAIT: self.shown_for(ctx, target)}
 
     def note_loop(self) -> None:
-        """Remember the main thread's event loop (where cells run) when called on it."""
-        if threading.current_thread() is threading.main_thread():
+        """Remember the home thread's event loop when called on it."""
+        if threading.get_ident() == self.home:
             with contextlib.suppress(RuntimeError):  # no loop: a script, nothing to schedule
                 self.loop = asyncio.get_running_loop()
 
@@ -209,7 +212,7 @@ class FeaturevisPanel(Panel):
         job = self.job = self.start(ctx, target, settings)
         ctx.status(progress(job))
         ctx.publish({TRAIT: running(job, settings)})
-        # On the main thread's loop, whatever thread this message came on: a cell runs there
+        # On the home thread's loop, whatever thread this message came on: cells run there
         # too, so a slice never runs while one does (it may use the model).
         loop.call_soon_threadsafe(self.slice, ctx, job, target, settings, loop)
 
