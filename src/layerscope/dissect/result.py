@@ -68,6 +68,7 @@ class Dissection:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     exact: dict[str, torch.Tensor] = field(default_factory=dict)  # (C,) the exact quantile
     record: dict[str, Any] = field(default_factory=dict, repr=False)  # what made it (file)
+    _ious: dict[Any, torch.Tensor] = field(default_factory=dict, repr=False, compare=False)
 
     def __repr__(self) -> str:
         labelled = sum(s.labelled for s in self.summary())
@@ -99,7 +100,15 @@ class Dissection:
         return self.thresholds[self._module(module)].clone()
 
     def _iou(self, module: str) -> torch.Tensor:
-        """(C, concepts) float64."""
+        """(C, concepts) float64, computed once per module (``label`` asks for it per unit)."""
+        key = (module, id(self.hits.get(module)), id(self.fired.get(module)), id(self.area))
+        if key not in self._ious:
+            if len(self._ious) > 16:
+                self._ious.clear()
+            self._ious[key] = self._compute_iou(module)
+        return self._ious[key]
+
+    def _compute_iou(self, module: str) -> torch.Tensor:
         present = self._present()
         hits = self.hits[self._module(module)][:, present].double()
         union = self.fired[module].double()[:, None] + self.area[present].double()[None] - hits
