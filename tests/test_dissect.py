@@ -535,3 +535,45 @@ def test_a_preprocessing_function_masks_cannot_follow_is_refused(tmp_path):
     with pytest.raises(ls.LayerScopeError, match=r"ls.Preprocess"):
         ls.ablation_effect(Detectors().eval(), tmp_path / "img", {"relu": ls.Ablate([0])},
                            masks=tmp_path / "lab", classes=CLASSES, preprocess=squash)  # fmt: skip
+
+
+class _Stored(nn.Module):
+    """Module ``act`` outputs stored maps, image i's chosen by pixel (0, 0)'s red value."""
+
+    def __init__(self, maps: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("maps", maps)
+        self.act = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.maps[(x[:, 0, 0, 0] * 255).round().long()].clone())
+
+
+class _Pairs(torch.utils.data.Dataset):
+    def __init__(self, masks: list[torch.Tensor]) -> None:
+        self.masks = masks
+
+    def __len__(self) -> int:
+        return len(self.masks)
+
+    def __getitem__(self, i: int):
+        pixels = np.zeros((16, 16, 3), np.uint8)
+        pixels[0, 0, 0] = i
+        return Image.fromarray(pixels), self.masks[i]
+
+
+def test_nan_and_infinite_activations_give_one_threshold_whatever_the_batches():
+    """Found by a hostile pass: a NaN anywhere in a batch sent it down a path that turned +inf
+    into the largest float, so the threshold depended on the batch size."""
+    g = torch.Generator().manual_seed(0)
+    maps = torch.rand(4, 2, 8, 8, generator=g)
+    maps[0, 0, 3, 3] = float("inf")
+    maps[1, 1, 0, 0] = float("nan")
+    pairs = _Pairs(list(torch.randint(0, 2, (4, 16, 16), generator=g)))
+    found = [
+        ls.dissect(_Stored(maps).eval(), pairs, ["act"], masks=pairs, classes=["a", "b"],
+                   preprocess=RAW, quantile=1e-6, batch_size=b, progress=False).threshold("act")
+        for b in (1, 2, 4)
+    ]  # fmt: skip
+    assert float(found[0][0]) == float("inf")
+    assert all(torch.equal(found[0], f) for f in found[1:])

@@ -177,7 +177,9 @@ class SketchPart:
             small = torch.int16 if kept.shape[2] < 2**15 else torch.int32
             zero = (kept == 0).view(torch.uint8).sum(2, dtype=small).sum(0, dtype=torch.int64)
             self.zeros += zero.cpu()
-        self._keep_best(kept if inside is None else kept.nan_to_num(nan=-math.inf), level, quantile)
+        # NaN ranks last; +inf stays +inf (nan_to_num's default would make it the largest float)
+        best = kept if inside is None else kept.nan_to_num(nan=-math.inf, posinf=math.inf)
+        self._keep_best(best, level, quantile)
 
     def _keep_best(self, kept: torch.Tensor, level: Level, quantile: float) -> None:
         if self.best is None:
