@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -577,3 +578,21 @@ def test_nan_and_infinite_activations_give_one_threshold_whatever_the_batches():
     ]  # fmt: skip
     assert float(found[0][0]) == float("inf")
     assert all(torch.equal(found[0], f) for f in found[1:])
+
+
+def test_a_first_pass_checkpoint_whose_counts_disagree_is_refused(tmp_path):
+    """Found by a hostile pass: the first pass's parts were not checked against each other, so a
+    crafted checkpoint stopped the resume with torch's own RuntimeError."""
+    model = Strided().eval()
+    make_data(tmp_path, 6)
+    path = tmp_path / "ck.safetensors"
+    with pytest.raises(KeyboardInterrupt):
+        _run(model, tmp_path, path, stop_after=2)
+    tensors = load_file(str(path))
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    key = next(k for k in tensors if k.endswith("/part/top"))
+    tensors[key] = tensors[key][:-1]  # one channel short
+    save_file(tensors, str(path), metadata=meta)
+    with pytest.raises(LayerScopeError, match="part/top"):
+        _run(model, tmp_path, path)

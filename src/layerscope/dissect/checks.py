@@ -204,7 +204,8 @@ def _part(t: dict[str, torch.Tensor], m: str, rows: int, first: bool) -> set[str
         raise _Bad(f"{m}/part has first-pass counts in a later pass")
     for f in needed:
         dtype, width = _PART[f]
-        _want(t, f"{m}/part/{f}", dtype, (rows,) if width == 1 else (rows, width))
+        got = _want(t, f"{m}/part/{f}", dtype, (rows,) if width == 1 else (rows, width))
+        rows = int(got.shape[0])  # the first pass's count of channels: every part agrees
     if f"{m}/part/best" in t:
         best = _want(t, f"{m}/part/best", torch.float32, (rows, -1))
         if best.shape[1] > TOP_EXACT:
