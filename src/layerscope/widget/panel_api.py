@@ -55,8 +55,6 @@ class PanelMethods:
         with self._ctx.lock:
             panel.use(self.model, value)
             self._show(panel)
-            if "concepts" in self._panels:  # its tiles show the units' best patches
-                self._show(self._panels["concepts"])
 
     def sweep(self, images: Any, modules: list[str] | None = None, **options: Any) -> Sweep:
         """Run a dataset sweep (:func:`layerscope.sweep`) for this model over ``images``: the

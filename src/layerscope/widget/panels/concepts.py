@@ -15,6 +15,7 @@ import traitlets as t
 from ...dataset.format import model_fingerprint
 from ...dissect import Dissection, dissect
 from ...errors import LayerScopeError, NotReadyError
+from ..contract import colorscale_stops
 from ..schema import ConceptsPayload, array_buffer, decode_array
 from ..spec import Spec, layout, payload_ref
 from ..validation import InvalidTraitError
@@ -29,7 +30,7 @@ _TILES = 8  # units of the picked concept shown as tiles
 
 class ConceptsPanel(Panel):
     name = "concepts"
-    after = ("layer", "channel")
+    after = ("layer", "channel", "dataset")  # the dataset's patches go on its tiles
     inputs = ("selected_concept",)
     owns = {TRAIT: f"extra.{TRAIT}"}
     validates = ("selected_concept",)
@@ -147,15 +148,14 @@ class ConceptsPanel(Panel):
     @staticmethod
     def patches(ctx: Context, module: str, channels: list[int]) -> dict[int, bytes]:
         """Each unit's best dataset patch (JPEG) when the Dataset panel's sweep holds it."""
-        ds: Any = ctx.panels.get("dataset")
-        sweep = getattr(ds, "sweep", None)
+        sweep, crops = ctx.outputs.get("dataset", (None, None))
         if sweep is None or module not in sweep.modules or sweep.sources is None:
             return {}
         out = {}
         for c in channels:
             top = sweep.top(module, c)
             if top:
-                out[c] = ds.crops.get(sweep, module, top[0].index, tuple(top[0].location))[0]
+                out[c] = crops.get(sweep, module, top[0].index, tuple(top[0].location))[0]
         return out
 
     def figure(self, view: ViewState, name: str) -> Spec:
@@ -186,8 +186,6 @@ def concepts_spec(p: ConceptsPayload | None, colorscale: str) -> Spec:
     """The module's concepts by units (bars; a click picks one) above the picked concept's
     units as tiles (its map on this image, its best dataset patch under it when there is one;
     a click selects the channel)."""
-    from ..contract import colorscale_stops
-
     if not p:
         raise NotReadyError(
             "no dissection: run explorer.dissect(images, masks=...) (or pass "

@@ -93,6 +93,8 @@ class DatasetPanel(Panel):
 
     def build(self, ctx: Context) -> dict[str, DatasetPayload | None]:
         layer, name = ctx.view.layer, ctx.selected_module
+        if self.sweep is not None:  # shared: the panels after it show its patches too
+            ctx.outputs[self.name] = (self.sweep, self.crops)
         payload = None
         if self.sweep is not None and name and layer and layer["kind"] in ("maps", "vector"):
             payload = dataset_payload(self.sweep, name, ctx.selected_channel, self.crops)
