@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import fields, replace
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import traitlets as t
 
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Context", "Panel", "SCENE", "OPTIONS"]
 
+T = TypeVar("T")
 SCENE = "image"  # the panel whose output is the scene: a new image renews every panel after it
 OPTIONS = tuple(f.name for f in fields(ViewOptions))  # traits that restyle views: no step
 
@@ -205,6 +206,29 @@ class Context:
             return resolve_modules(self.session.model, names, self.modules) if names else []
         except LayerScopeError as exc:
             raise InvalidTraitError(str(exc)) from None
+
+    def over_images(
+        self, run: Callable[..., T], images: Any, modules: list[str] | None,
+        options: dict[str, Any], label: str, verb: str,
+    ) -> T:  # fmt: skip
+        """``run(model, images, modules, **options)`` (a sweep, a dissection) for the widget's
+        model: the hooked modules unless ``modules``, the Explorer's preprocessing unless
+        ``options`` gives one, progress in the header unless ``options`` asks otherwise."""
+        names = list(modules or self.hooked_modules)
+        if not names:
+            raise NotReadyError(f"no module to {verb}: hook one first, or pass modules=[...]")
+        options.setdefault("preprocess", self.session.preprocess)
+        if "progress" not in options:
+
+            def progress(done: int, total: int) -> None:
+                self.status({"state": "running", "done": done, "total": total,
+                             "unit": "images", "label": label})  # fmt: skip
+
+            options["progress"] = progress
+        try:
+            return run(self.session.model, images, names, **options)
+        finally:
+            self.status({"state": "idle"})
 
     def status(self, status: StatusPayload) -> None:
         self.now("_status", status)

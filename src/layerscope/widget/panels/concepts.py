@@ -7,6 +7,7 @@ sets ``ablations``. The channel card and the grid's tiles show each unit's conce
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -77,21 +78,8 @@ class ConceptsPanel(Panel):
         modules: list[str] | None,
         options: dict[str, Any],
     ) -> Dissection:
-        names = list(modules or ctx.hooked_modules)
-        if not names:
-            raise NotReadyError("no module to dissect: hook one first, or pass modules=[...]")
-        options.setdefault("preprocess", ctx.session.preprocess)
-        if "progress" not in options:
-
-            def progress(done: int, total: int) -> None:
-                ctx.status({"state": "running", "done": done, "total": total, "unit": "images",
-                            "label": "dissection"})  # fmt: skip
-
-            options["progress"] = progress
-        try:
-            return dissect(ctx.session.model, images, names, masks=masks, **options)
-        finally:
-            ctx.status({"state": "idle"})
+        run = functools.partial(dissect, masks=masks)
+        return ctx.over_images(run, images, modules, options, "dissection", "dissect")
 
     def check(self, ctx: Context, name: str, value: Any) -> str:
         d = self.dissection

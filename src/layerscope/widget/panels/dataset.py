@@ -60,21 +60,7 @@ class DatasetPanel(Panel):
     def run_sweep(
         self, ctx: Context, images: Any, modules: list[str] | None, options: dict[str, Any]
     ) -> Sweep:
-        names = list(modules or ctx.hooked_modules)
-        if not names:
-            raise NotReadyError("no module to sweep: hook one first, or pass modules=[...]")
-        options.setdefault("preprocess", ctx.session.preprocess)
-        if "progress" not in options:
-
-            def progress(done: int, total: int) -> None:
-                ctx.status({"state": "running", "done": done, "total": total, "unit": "images",
-                            "label": "dataset sweep"})  # fmt: skip
-
-            options["progress"] = progress
-        try:
-            return run_sweep(ctx.session.model, images, names, **options)
-        finally:
-            ctx.status({"state": "idle"})
+        return ctx.over_images(run_sweep, images, modules, options, "dataset sweep", "sweep")
 
     def show_example(self, ctx: Context, rank: int) -> None:
         module, channel = ctx.selected_module, ctx.selected_channel
