@@ -11,6 +11,7 @@ initialised with ``ray.init``), else starts a local one. ``pip install layerscop
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,7 @@ from .ship import driver_only_modules, missing_module_error, pickled_by_value
 from .sources import Sources
 from .topk import ChannelTopK
 
-__all__ = ["run_ray"]
+__all__ = ["run_ray", "map_on_ray"]
 
 
 class _Decode:
@@ -92,32 +93,60 @@ def run_ray(
     done: Done,
     actors: int | None = None,
 ) -> None:
+    k = next(iter(states.values())).k
+    # Code from the user's own modules (next to the notebook) travels by value: the workers
+    # may not have them on their path.
+    dataset = sources.items if sources.kind == "dataset" else None
+    shipped = driver_only_modules(model, preprocess, dataset)
+
+    def each(blob: Any) -> None:
+        partial, counted, skipped, shapes = blob
+        done(counted, skipped, shapes, partial)
+
+    map_on_ray(model, device, [{"index": i} for i in todo], _Decode(sources, preprocess),
+               _Reduce, (modules, k), batch_size=batch_size, actors=actors, shipped=shipped,
+               each=each)  # fmt: skip
+
+
+def map_on_ray(
+    model: nn.Module,
+    device: torch.device,
+    rows: list[dict[str, Any]],
+    prepare: Callable[[dict[str, Any]], dict[str, Any]],
+    reducer: type,
+    reducer_args: tuple[Any, ...],
+    *,
+    batch_size: int,
+    actors: int | None,
+    shipped: Any,
+    each: Callable[[Any], None],
+) -> None:
+    """The Ray skeleton sweeps and dissections share: ``prepare`` each row in a map stage,
+    ``reducer(model, *reducer_args)`` in an actor pool (one model per actor, a GPU each where
+    the cluster has them) turning each batch into ``{"partial": [pickled]}``, and ``each`` of
+    the unpickled partials on the driver. The user's modules in ``shipped`` travel by value;
+    a worker's failed import is said plainly; the model goes back to ``device``."""
     try:
         import ray
     except ImportError as exc:
         raise LayerScopeError(
             "engine='ray' needs Ray: pip install 'layerscope[ray]' (or ray[data])"
         ) from exc
-    if not todo:
+    if not rows:
         return
     if not ray.is_initialized():
         ray.init()  # RAY_ADDRESS when set, else a local cluster
     gpus = ray.cluster_resources().get("GPU", 0)
     cpus = ray.cluster_resources().get("CPU", 1)
     pool = actors or max(1, int(gpus) if gpus else min(2, int(cpus)))
-    k = next(iter(states.values())).k
-    # Code from the user's own modules (next to the notebook) travels by value: the workers
-    # may not have them on their path.
-    dataset = sources.items if sources.kind == "dataset" else None
-    shipped = driver_only_modules(model, preprocess, dataset)
     cpu_model = model.to("cpu") if device.type != "cpu" else model
     try:
         with pickled_by_value(shipped):
-            ds: ray.data.Dataset = ray.data.from_items([{"index": i} for i in todo])
-            ds = ds.map(_Decode(sources, preprocess))
+            ds: ray.data.Dataset = ray.data.from_items(rows)
+            ds = ds.map(prepare)
             ds = ds.map_batches(
-                _Reduce,
-                fn_constructor_args=(ray.put(cpu_model), modules, k),
+                reducer,
+                fn_constructor_args=(ray.put(cpu_model), *reducer_args),
                 batch_size=batch_size,
                 batch_format="numpy",
                 compute=ray.data.ActorPoolStrategy(size=pool),
@@ -125,8 +154,7 @@ def run_ray(
             )
             for batch in ds.iter_batches(batch_size=1, batch_format="numpy"):
                 for blob in batch["partial"]:
-                    partial, counted, skipped, shapes = pickle.loads(blob)
-                    done(counted, skipped, shapes, partial)
+                    each(pickle.loads(blob))
     except ray.exceptions.RayError as exc:  # a worker failed; an import: say which and why
         missing = missing_module_error(exc)
         if missing is None:

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..dataset.ship import driver_only_modules, missing_module_error, pickled_by_value
+from ..dataset.ray_engine import map_on_ray
+from ..dataset.ship import driver_only_modules
 from ..dataset.sources import Sources
 from ..errors import LayerScopeError
 from .masks import Masks
@@ -67,49 +68,19 @@ def run_ray(
     actors: int | None = None,
 ) -> None:  # fmt: skip
     """Run ``job`` over the images ``todo`` on Ray, ``done(partial)`` per batch."""
-    try:
-        import ray
-    except ImportError as exc:
-        raise LayerScopeError(
-            "engine='ray' needs Ray: pip install 'layerscope[ray]' (or ray[data])"
-        ) from exc
-    if not todo:
-        return
-    if not ray.is_initialized():
-        ray.init()  # RAY_ADDRESS when set, else a local cluster
-    gpus = ray.cluster_resources().get("GPU", 0)
-    cpus = ray.cluster_resources().get("CPU", 1)
-    pool = actors or max(1, int(gpus) if gpus else min(2, int(cpus)))
     reads = job.needs_masks and masks.kind != "model"  # a model's masks come from forwards
     items = Items(sources, preprocess, masks if reads else None, todo)
     if getattr(job, "masks", None) is not None and job.masks.own:  # one copy of the model
         job = replace(job, masks=replace(job.masks, model=None))
     others = [sources.items if sources.kind == "dataset" else None, masks.dataset, masks.model]
     shipped = driver_only_modules(model, preprocess, *others)
-    cpu_model = model.to("cpu") if device.type != "cpu" else model
-    try:
-        with pickled_by_value(shipped):
-            ds: Any = ray.data.from_items([{"position": i} for i in range(len(todo))])
-            ds = ds.map(_Prepare(items))
-            ds = ds.map_batches(
-                _Reduce,
-                fn_constructor_args=(ray.put(cpu_model), job),
-                batch_size=batch_size,
-                batch_format="numpy",
-                compute=ray.data.ActorPoolStrategy(size=pool),
-                num_gpus=1 if gpus else 0,
-            )
-            for batch in ds.iter_batches(batch_size=1, batch_format="numpy"):
-                for blob in batch["partial"]:
-                    kind, value = pickle.loads(blob)
-                    if kind == "fatal":
-                        raise LayerScopeError(value)
-                    done(value)
-    except ray.exceptions.RayError as exc:  # a worker failed; an import: say which and why
-        missing = missing_module_error(exc)
-        if missing is None:
-            raise
-        raise missing from exc
-    finally:
-        if device.type != "cpu":
-            model.to(device)
+
+    def each(blob: Any) -> None:
+        kind, value = blob
+        if kind == "fatal":
+            raise LayerScopeError(value)
+        done(value)
+
+    map_on_ray(model, device, [{"position": i} for i in range(len(todo))], _Prepare(items),
+               _Reduce, (job,), batch_size=batch_size, actors=actors, shipped=shipped,
+               each=each)  # fmt: skip
