@@ -1,9 +1,15 @@
-"""Shared fixtures: real torchvision models with random weights, small inputs."""
+"""Shared fixtures: real torchvision models with random weights, small inputs; a local Ray."""
 
 from __future__ import annotations
 
-import pytest
-import torch
+import os
+
+# Ray reads this when it is imported: a single-node Ray then uses the loopback address only.
+# Set here, before any test module imports Ray.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 from torchvision.models import segmentation as seg
 
 from layerscope import Capturer
@@ -149,3 +155,17 @@ class ForwardCounter:
 
     def remove(self):
         self.handle.remove()
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray with two CPUs bound to 127.0.0.1 (no traffic to any other address), once per
+    test module (start-up takes seconds), shut down after. The workers are not given the tests
+    folder: test models reach them by value."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        assert [n["NodeManagerAddress"] for n in ray.nodes()] == ["127.0.0.1"]
+        yield
+    finally:
+        ray.shutdown()

@@ -5,11 +5,6 @@ afterwards."""
 
 from __future__ import annotations
 
-import os
-
-# Ray reads this when it is imported: a single-node Ray then uses the loopback address only.
-os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-
 import pytest
 import torch
 
@@ -18,16 +13,6 @@ from test_dissect import CLASSES, PRE, RAW, Levels, levels_data, make_data
 from test_dissect_ablation import Segmenter
 
 ray = pytest.importorskip("ray")
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        assert [n["NodeManagerAddress"] for n in ray.nodes()] == ["127.0.0.1"]
-        yield
-    finally:
-        ray.shutdown()
 
 
 def test_ray_dissection_equals_the_local_one(tmp_path, local_ray):

@@ -5,12 +5,7 @@ and scores) and statistics, whatever the split. Ray is shut down afterwards."""
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
-
-# Ray reads this when it is imported: a single-node Ray then uses the loopback address only.
-# Set before the import below (pytest imports this module when it collects the tests).
-os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
 import numpy as np
 import pytest
@@ -23,18 +18,6 @@ from layerscope.errors import LayerScopeError
 from test_sweep import PRE, Tiny, make_images
 
 ray = pytest.importorskip("ray")
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    # Once for the whole module (start-up takes seconds). The workers are not given the tests
-    # folder: the test models (``test_sweep.Tiny``, the user modules below) reach them by value.
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        assert [n["NodeManagerAddress"] for n in ray.nodes()] == ["127.0.0.1"]
-        yield
-    finally:
-        ray.shutdown()
 
 
 def _same(a, b, module, channels):
