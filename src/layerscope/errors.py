@@ -16,6 +16,7 @@ __all__ = [
     "CaptureError",
     "ImageError",
     "close_matches",
+    "did_you_mean",
 ]
 
 
@@ -93,3 +94,9 @@ def close_matches(name: str, candidates: Iterable[str], limit: int = 5) -> list[
         if c not in out:
             out.append(c)
     return out[:limit]
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """ "did you mean 'a', 'b'?" for the close matches of ``name`` ("" when there are none)."""
+    near = close_matches(name, candidates)
+    return f"did you mean {', '.join(repr(n) for n in near)}?" if near else ""

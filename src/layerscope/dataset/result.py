@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..errors import LayerScopeError, close_matches
+from ..errors import LayerScopeError, did_you_mean
 from ..preprocess import PreparedImage
 from ..receptive import ReceptiveField
 from .sources import Sources
@@ -72,8 +72,7 @@ class Sweep:
 
     def _state(self, module: str) -> ChannelTopK:
         if module not in self.states:
-            near = close_matches(module, self.states)
-            hint = f"did you mean {', '.join(repr(n) for n in near)}?" if near else ""
+            hint = did_you_mean(module, self.states)
             raise LayerScopeError(
                 f"this sweep has no module {module!r} (it swept {', '.join(self.modules)}) {hint}"
             )

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from ..errors import LayerScopeError, OutOfRangeError, close_matches
+from ..errors import LayerScopeError, OutOfRangeError, did_you_mean
 
 __all__ = ["Concept", "Dissection", "ModuleSummary", "Summary"]
 
@@ -87,8 +87,8 @@ class Dissection:
 
     def _module(self, module: str) -> str:
         if module not in self.thresholds:
-            near = close_matches(module, self.thresholds)
-            hint = f": did you mean {', '.join(repr(n) for n in near)}?" if near else ""
+            hint = did_you_mean(module, self.thresholds)
+            hint = f": {hint}" if hint else ""
             raise LayerScopeError(
                 f"this dissection has no module {module!r} (it dissected "
                 f"{', '.join(self.modules)}){hint}"
@@ -149,8 +149,8 @@ class Dissection:
         IoU), highest IoU first. Only units whose label is this concept: a unit whose IoU with
         it is high but higher still with another concept is listed under that one."""
         if concept not in self.concepts:
-            near = close_matches(concept, self.concepts)
-            hint = f": did you mean {', '.join(repr(n) for n in near)}?" if near else ""
+            hint = did_you_mean(concept, self.concepts)
+            hint = f": {hint}" if hint else ""
             raise LayerScopeError(f"no concept {concept!r} in these masks{hint}")
         found = []
         for module in self.modules:
