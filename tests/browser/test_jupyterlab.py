@@ -443,6 +443,7 @@ def _visualize_stop_by_another_channel_then_beside_the_patches(page, channel: st
     assert sources[4].startswith("data:image/png;base64,")  # the visualization itself
     page.locator(FV).scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "featurevis.png"))
+    screenshot_dark(page, "featurevis-dark.png", follow=(FV,))
 
 
 # What the browser drew, per view: title, trace types in order, height, and each axis's range
@@ -692,6 +693,7 @@ def test_concepts_pick_list_select_and_ablate_units_and_the_filter_finds_them(
     assert ablated == {"backbone.layer4": sorted(units[1])}
     page.locator(".layerscope-concepts").scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "concepts.png"))
+    screenshot_dark(page, "concepts-dark.png", follow=(CONCEPTS,))
     # The module filter takes a concept's name: the dissected module shows, the concept is picked.
     first = concepts[0]
     page.fill(".layerscope-search", first)

@@ -3,8 +3,7 @@
 // defined them, and an "Ablate these units" button that sets `ablations` (the photo then shows
 // the prediction without them); pressed again, it puts them back.
 
-import { h } from "../controls.js";
-import { drawView } from "./draw.js";
+import { actionBox, drawView } from "./draw.js";
 
 /** @typedef {import("../context.js").Context} Context */
 
@@ -26,15 +25,7 @@ function pickedUnits(ctx) {
  * @returns {Record<string, HTMLElement>}
  */
 function mount(ctx) {
-  const box = h("div", "layerscope-panel layerscope-concepts");
-  const bar = h("div", "layerscope-featurevis-bar");
-  const button = h("button", "layerscope-button layerscope-ablate-concept");
-  const note = h("span", "layerscope-featurevis-note");
-  const plot = h("div", "layerscope-plot layerscope-plot-concepts");
-  bar.append(button, note);
-  box.append(bar, plot);
-  box.hidden = true;
-  button.addEventListener("click", () => {
+  const { box, button, note, plot } = actionBox("concepts", "layerscope-ablate-concept", () => {
     const { module, units, ablated } = pickedUnits(ctx);
     const all = { ...(ctx.model.get("ablations") || {}) };
     const rest = (all[module] || []).filter((/** @type {number} */ c) => !units.includes(c));

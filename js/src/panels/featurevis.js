@@ -2,8 +2,7 @@
 // button (Stop while it runs; the kernel stops it too when another channel is selected) and
 // the view as the kernel drew it, the image so far after each slice of the optimization.
 
-import { h } from "../controls.js";
-import { drawView } from "./draw.js";
+import { actionBox, drawView } from "./draw.js";
 
 /** @typedef {import("../context.js").Context} Context */
 
@@ -13,15 +12,7 @@ import { drawView } from "./draw.js";
  * @returns {Record<string, HTMLElement>}
  */
 function mount(ctx) {
-  const box = h("div", "layerscope-panel layerscope-featurevis");
-  const bar = h("div", "layerscope-featurevis-bar");
-  const button = h("button", "layerscope-button layerscope-visualize");
-  const note = h("span", "layerscope-featurevis-note");
-  const plot = h("div", "layerscope-plot layerscope-plot-featurevis");
-  bar.append(button, note);
-  box.append(bar, plot);
-  box.hidden = true;
-  button.addEventListener("click", () => {
+  const { box, button, note, plot } = actionBox("featurevis", "layerscope-visualize", () => {
     const running = ctx.model.get("_featurevis")?.state === "running";
     ctx.model.send(running ? { kind: "visualize", stop: true } : { kind: "visualize" });
   });
