@@ -1,5 +1,5 @@
 // The widget's controller in the browser: builds the panels, redraws what a trait change
-// affects once per animation frame, and links heatmaps and image on hover without the kernel.
+// affects once per batch of changes, and links heatmaps and image on hover without the kernel.
 
 import { h } from "./controls.js";
 import { cellAt } from "./geometry.js";
@@ -163,12 +163,21 @@ export function createApp({ model, el, plotly }) {
 
   /** @type {Set<string>} */
   const dirty = new Set();
-  let frame = 0;
+  let scheduled = false;
+  let closed = false;
   let drawCount = 0;
-  /** @param {string[]} parts */
+  /**
+   * Redraw `parts` once the changes under way are all in: right after the current task (the
+   * kernel's message sets its traits in one go), not a frame later, which made a click wait up
+   * to one more frame; before the widget is in the page, at its first frame.
+   * @param {string[]} parts
+   */
   function schedule(parts) {
     for (const p of parts) dirty.add(p);
-    if (!frame) frame = requestAnimationFrame(render);
+    if (scheduled) return;
+    scheduled = true;
+    if (el.isConnected) queueMicrotask(render);
+    else requestAnimationFrame(render);
   }
 
   /** @type {Context} */
@@ -178,12 +187,18 @@ export function createApp({ model, el, plotly }) {
     dom,
     set,
     schedule,
-    theme: () => themeOf(el),
+    // Read once per frame: getComputedStyle after plotly's DOM writes forces a style recalc.
+    theme: () => {
+      theme = theme || themeOf(el);
+      return theme;
+    },
     react: (plot, fig) => {
       drawing.push(plotly.react(plot, fig.data, fig.layout, CONFIG));
     },
     own: {},
   };
+  /** @type {import("./spec.js").Theme | null} the theme read in this frame */
+  let theme = null;
   /** @type {Promise<any>[]} the plots this frame asked plotly to draw */
   let drawing = [];
 
@@ -253,7 +268,9 @@ export function createApp({ model, el, plotly }) {
   }
 
   function render() {
-    frame = 0;
+    scheduled = false;
+    if (closed) return;
+    theme = null;
     for (const name of Object.keys(PARTS)) if (dirty.has(name)) PARTS[name]();
     dirty.clear();
     bindPlotEvents();
@@ -420,7 +437,7 @@ export function createApp({ model, el, plotly }) {
   schedule(Object.keys(PARTS));
 
   return () => {
-    if (frame) cancelAnimationFrame(frame);
+    closed = true;
     for (const [name, fn] of handlers) model.off(name, fn);
     themeWatch.disconnect();
     sizeWatch.disconnect();

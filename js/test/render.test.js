@@ -375,3 +375,72 @@ test("views of a new layer count as drawn only once its channel has arrived", as
   await nextFrame();
   assert.match(el.dataset.layerscopeDrawn, /^conv\|1\|/);
 });
+
+test("a view drawn again with the spec it drew keeps its data revision; any change, a byte too, gives a new one", async () => {
+  const state = baseState();
+  const model = fakeModel(state);
+  const plotly = fakePlotly();
+  const el = document.createElement("div");
+  document.body.append(el);
+  createApp({ model, el, plotly });
+  state._layer = state.layerAfterCapture;
+  state._channel = state.channelAfterCapture;
+  Object.assign(state, viewsAfterCapture());
+  for (const name of ["_layer", "_channel", ...Object.keys(viewsAfterCapture())]) model.emit(`change:${name}`);
+  await nextFrame();
+  const lastDraw = (cls) => plotly.calls.filter((c) => c[0] === "react" && c[1].includes(cls)).at(-1);
+  const first = lastDraw("plot-aggregate");
+  const revision = first[3].datarevision;
+  assert.ok(revision !== undefined);
+
+  // A channel change redraws the maps: the aggregate's spec is the one it drew.
+  state._view_channel = heatmap("conv · channel 0 of 2", { dtype: "f4", bdata: f32([3, 2, 1, 0]).data, shape: "2,2" });
+  model.emit("change:_view_channel");
+  await nextFrame();
+  const again = lastDraw("plot-aggregate");
+  assert.notEqual(again, first, "the aggregate was handed to plotly again");
+  assert.equal(again[3].datarevision, revision);
+  assert.equal(again[3].meta, first[3].meta, "the meta object plotly drew, not an equal new one");
+  const channelRevision = lastDraw("plot-channel")[3].datarevision;
+
+  // The same numbers in a new message: still the same revision.
+  state._view_channel = heatmap("conv · channel 0 of 2", { dtype: "f4", bdata: f32([3, 2, 1, 0]).data, shape: "2,2" });
+  model.emit("change:_view_channel");
+  await nextFrame();
+  assert.equal(lastDraw("plot-channel")[3].datarevision, channelRevision);
+
+  // One value changed (same shape, same title): a new revision, so plotly recomputes.
+  state._view_channel = heatmap("conv · channel 0 of 2", {
+    dtype: "f4",
+    bdata: f32([3, 2, 1, 0.5]).data,
+    shape: "2,2",
+  });
+  model.emit("change:_view_channel");
+  await nextFrame();
+  assert.notEqual(lastDraw("plot-channel")[3].datarevision, channelRevision);
+
+  // A layout change alone (the title): a new revision too (plotly then compares nothing itself).
+  const before = lastDraw("plot-channel")[3].datarevision;
+  state._view_channel = heatmap("conv · channel 0 of 2 (b)", {
+    dtype: "f4",
+    bdata: f32([3, 2, 1, 0.5]).data,
+    shape: "2,2",
+  });
+  model.emit("change:_view_channel");
+  await nextFrame();
+  assert.notEqual(lastDraw("plot-channel")[3].datarevision, before);
+});
+
+test("a trait change is drawn before the next frame once the widget is in the page", async () => {
+  const state = baseState();
+  const model = fakeModel(state);
+  const plotly = fakePlotly();
+  const el = document.createElement("div");
+  document.body.append(el);
+  createApp({ model, el, plotly });
+  await nextFrame();
+  state._notice = "changed";
+  model.emit("change:_notice");
+  await Promise.resolve();
+  assert.equal(el.querySelector(".layerscope-notice").textContent, "changed");
+});
