@@ -127,7 +127,10 @@ class ActivationStore:
         """Decide precision and evictions for entries about to be filled, oldest first.
         ``items``: (key, bytes at full precision, bytes reduced) in execution order."""
         need = sum(full for _, full, _ in items)
-        report.evicted_cached += self._room_for_copies(need, keep=protected)
+        # Idle buffers are taken as reused (sizes repeat from one capture to the next);
+        # add_call checks each copy exactly, when memory is really taken.
+        fresh = max(0, need - self.pool.idle_bytes)
+        report.evicted_cached += self._make_room(fresh, keep=protected)
         room = self.budget_bytes - self.used_bytes
         all_reduced = sum(reduced for _, _, reduced in items)
         for key, full, reduced in items:  # while even bfloat16 won't fit, the oldest are dropped
@@ -307,24 +310,6 @@ class ActivationStore:
             if key not in keep:
                 self._drop(key)
                 self.pool.release(self._over(need, spare), spare)
-                evicted += 1
-        return evicted
-
-    def _room_for_copies(self, need: int, keep: AbstractSet[EntryKey]) -> int:
-        """Evict older entries (least recently used first) until copies of ``need`` bytes fit,
-        keeping their buffers idle: the copies take them again (sizes repeat from one capture to
-        the next; add_call checks each copy exactly, when memory is really taken). Freeing them
-        here made every capture of a full store write ``need`` bytes of fresh memory."""
-
-        def fits() -> bool:
-            return self.used_bytes + max(self.pool.idle_bytes, need) <= self.budget_bytes
-
-        evicted = 0
-        for key in list(self._entries):
-            if fits():
-                break
-            if key not in keep:
-                self._drop(key)
                 evicted += 1
         return evicted
 
