@@ -163,7 +163,7 @@ def main() -> None:
         f"hand-written hooks, clone every call ({len(every)})": lambda: _by_hand(
             model, every, new_input()
         ),
-        f"hand-written hooks, copy into reused buffers ({len(every)})": lambda: reused(new_input()),
+        f"hand-written hooks, copy into buffers kept ({len(every)})": lambda: reused(new_input()),
     }
     _plain(model, new_input())  # torch's own first-call costs are not LayerScope's
     cold: dict[str, float] = {}
@@ -284,11 +284,11 @@ def _by_hand(model: torch.nn.Module, names: list[str], x: torch.Tensor) -> objec
 
 
 class ReusedBuffers:
-    """The least a lossless capture of every module output costs, written by hand: a forward hook
-    per module copying each call's tensor output (a copy is needed: an in-place op after the
-    module would change it) into a buffer kept from the call before, so no fresh memory is
-    touched after the first call. What it keeps is overwritten by the next call, so it is a floor
-    to compare with, not something to hand a user."""
+    """A careful hand-written lossless capture of every module: a forward hook per module
+    copying each call's tensor output (a copy is needed: an in-place op after the module would
+    change it) into a buffer kept from the call before, so no memory is allocated after the first
+    call. What it keeps is overwritten by the next call: a comparison, not something to hand a
+    user."""
 
     def __init__(self, model: torch.nn.Module, names: list[str]) -> None:
         self.model, self.names = model, names
