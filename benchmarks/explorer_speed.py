@@ -61,6 +61,23 @@ def main() -> None:
             timed(lambda i=i: setattr(ex, "selected_module", HOOKED[i % len(HOOKED)]))
         )
         assert ex._gradcam["module"] == HOOKED[i % len(HOOKED)]
+    # A module hooked while the overlay is on: its capture (a forward until it), then its
+    # Grad-CAM (what follows it, with autograd, from its captured output, and the backward).
+    # Each a module never captured before, late and early in the forward.
+    for label, new in (
+        ("hook a new late module under Grad-CAM", ["backbone.layer4.0", "backbone.layer4.1",
+                                                   "backbone.layer4.2"]),
+        ("hook a new early module under Grad-CAM", ["backbone.layer1.0", "backbone.layer1.1",
+                                                    "backbone.layer1.2"]),
+    ):  # fmt: skip
+        rows[f"{label} ({new[0].rsplit('.', 1)[0]})"] = []
+        for name in new:
+            before = list(ex.hooked_modules)
+            rows[f"{label} ({new[0].rsplit('.', 1)[0]})"].append(
+                timed(lambda n=name, b=before: setattr(ex, "hooked_modules", [*b, n]))
+            )
+            assert ex.errors == {} and ex._gradcam["module"] == name, ex.errors
+            ex.hooked_modules = before
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"{args.model}, {args.size} px, {name}, {torch.get_num_threads()} threads, "

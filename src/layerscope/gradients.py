@@ -162,7 +162,7 @@ def grad_cams(
         if gradient is None:  # not on the path to the class score (an auxiliary head)
             gradient = torch.zeros_like(kept[name])
         layout = layouts.get(name)
-        cams = [_one(kept[name], gradient, i, layout) for i in range(rows)]
+        cams = [cam_parts(kept[name], gradient, i, layout) for i in range(rows)]
         if rows == 1:
             row = None if mask is None else (mask[0] if mask.dim() == 3 else mask).cpu()
             results[name] = GradCam(name, target_class, *cams[0], values[0], pixels[0], row)
@@ -173,7 +173,7 @@ def grad_cams(
     return results
 
 
-def _one(
+def cam_parts(
     activation: torch.Tensor, gradient: torch.Tensor, row: int, layout: Layout | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Image ``row``'s CAM, activation and gradient maps (C, H, W), and channel weights."""

@@ -21,6 +21,7 @@ from ..activations import Activations
 from ..capture import Capturer
 from ..edits import Ablate
 from ..errors import LayerScopeError
+from ..gradcam_reuse import grad_cam_after_capture
 from ..gradients import GradCam, grad_cams
 from ..graph import FlowRecorder, Recording
 from ..importance import ChannelImportance, channel_importance, exact_drops
@@ -370,6 +371,25 @@ class Session:
 
     # -- Grad-CAM ------------------------------------------------------------------------------
 
+    def _grad_cams(
+        self, modules: list[str], cls: int, mask: torch.Tensor | None
+    ) -> dict[str, GradCam]:
+        """One module hooked under the overlay: its output was just captured, so only what
+        follows it runs again (with autograd); else one forward and backward for all."""
+        if len(modules) == 1:
+            one = grad_cam_after_capture(self.model, self.inputs, modules[0], cls, region=mask,
+                                         layout=self.layouts.get(modules[0]))  # fmt: skip
+            if one is not None:
+                return {modules[0]: one}
+        layouts = {m: lay for m in modules if (lay := self.layouts.get(m)) is not None}
+        out = {}
+        for name, g in grad_cams(
+            self.model, self.inputs, modules, cls, region=mask, layouts=layouts
+        ).items():
+            assert isinstance(g, GradCam)  # one image: one result per module
+            out[name] = g
+        return out
+
     def grad_cams(
         self, modules: list[str], cls: int, region: list[float] | None
     ) -> dict[str, GradCam]:
@@ -382,14 +402,10 @@ class Session:
         missing = [m for m in modules if m not in have]
         if missing:
             with self.busy("Grad-CAM (forward and backward)"):
-                layouts = {m: lay for m in missing if (lay := self.layouts.get(m)) is not None}
-                for name, g in grad_cams(
-                    self.model, self.inputs, missing, cls, region=mask, layouts=layouts
-                ).items():
-                    assert isinstance(g, GradCam)  # one image: one result per module
+                for name, g in self._grad_cams(missing, cls, mask).items():
                     extra = torch.tensor([g.score, g.pixels])
-                    mask = g.mask if g.mask is not None else torch.empty(0, dtype=torch.bool)
-                    have[name] = (g.cam, g.gradient, extra, mask)
+                    kept = g.mask if g.mask is not None else torch.empty(0, dtype=torch.bool)
+                    have[name] = (g.cam, g.gradient, extra, kept)
             # Only what the views draw is kept: the CAM and the gradient, not the activation.
             self.capturer.keep_derived(self.inputs, key, have)
         out = {}

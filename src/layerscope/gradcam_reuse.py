@@ -1,0 +1,76 @@
+"""Grad-CAM at a module whose output LayerScope holds for this input (the widget captured it a
+moment ago, when the module was hooked): only what follows the module runs again, with
+autograd, from the held output; the modules before it are not run a second time.
+
+The held output is a float32 copy of the module's own, and what follows runs the same
+operations on it, so the class score, the gradient and the CAM are those of a full forward and
+backward (checked against :func:`~layerscope.grad_cam` in the tests)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .capture import Capturer, resolve_modules
+from .errors import LayerScopeError
+from .gradients import GradCam, cam_parts, class_score, target_pixels
+from .intervene import capture_storage, reusable, run_edited
+from .nested import describe, first_tensor, map_tensors
+from .safety import as_args, prepare_inputs
+from .spatial import Layout, spatial_maps
+
+__all__ = ["grad_cam_after_capture"]
+
+
+def grad_cam_after_capture(
+    model: nn.Module,
+    inputs: Any,
+    module: str,
+    target_class: int,
+    *,
+    region: torch.Tensor | None = None,
+    layout: Layout | None = None,
+) -> GradCam | None:
+    """Grad-CAM of ``module``'s first call for one image, running only what follows it from
+    its cached output; None when that output is not cached at full precision (or the order of
+    the forward is not known yet): then a full forward and backward is the way."""
+    named = dict(model.named_modules())
+    (name,) = resolve_modules(model, [module], named)
+    cap = Capturer(model, storage=capture_storage(model))
+    if cap.known_schedule(inputs) is None or not cap.holds(inputs, name):
+        return None
+    prefix, gated = reusable(cap, inputs, [name])  # the cache's: no forward runs here
+    if name not in gated:
+        return None
+    kept: list[torch.Tensor] = []
+
+    def leaf(index: int, out: Any) -> Any:
+        if index != 0:
+            return out
+        t = first_tensor(out)
+        if t is None or not t.is_floating_point() or spatial_maps(t, 0, layout)[0] is None:
+            raise LayerScopeError(f"Grad-CAM needs a spatial map; {name} gives {describe(out)}")
+        x = t.detach().clone().requires_grad_(True)
+        kept.append(x)
+        # Downstream gets a copy: an in-place op after the module (ResNet's ReLU) must not
+        # write into the tensor whose gradient is asked for.
+        return map_tensors(out, lambda y: x.clone() if y is t else y)
+
+    args = prepare_inputs(model, named, as_args(inputs))
+    run = run_edited(model, named, args, {name: leaf}, prefix, [], gated=gated, grad=True)
+    if not kept:
+        return None
+    logits, mask = target_pixels(run.output, target_class, region, "Grad-CAM")
+    score = class_score(logits, target_class, mask)
+    if score.shape[0] != 1:
+        raise LayerScopeError("grad_cam_after_capture takes one image")
+    (gradient,) = torch.autograd.grad(score.sum(), kept[0], allow_unused=True)
+    if gradient is None:  # not on the path to the class score (an auxiliary head)
+        gradient = torch.zeros_like(kept[0])
+    cam, activation, grad_map, weights = cam_parts(kept[0], gradient, 0, layout)
+    pixels = 1 if mask is None else int(mask.sum())
+    row = None if mask is None else (mask[0] if mask.dim() == 3 else mask).cpu()
+    return GradCam(name, target_class, cam, activation, grad_map, weights, float(score.detach()[0]),
+                   pixels, row)  # fmt: skip
