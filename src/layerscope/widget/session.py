@@ -25,7 +25,7 @@ from ..gradcam_reuse import grad_cam_after_capture
 from ..gradients import GradCam, grad_cams
 from ..graph import FlowRecorder, Recording
 from ..importance import ChannelImportance, channel_importance, exact_drops
-from ..intervene import intervene
+from ..intervene import intervene, reuse_names
 from ..models import torchvision_class_names
 from ..nested import first_tensor
 from ..outputs import class_output
@@ -238,11 +238,26 @@ class Session:
         fresh = self._prefetched.pop(name, None)
         return fresh if fresh is not None else self.calls_of([name])[name]
 
-    def prefetch(self, names: list[str]) -> None:
+    def prefetch(self, names: list[str], stand_ins: bool = False) -> None:
         """Capture several modules together (one forward at most, progress shown) and keep
         their outputs until :meth:`calls` takes them or :meth:`drop_prefetched`: modules hooked
-        at once are captured at once, whichever of them is shown next."""
-        self._prefetched = self.calls_of(names, strict=False) if names else {}
+        at once are captured at once, whichever of them is shown next. ``stand_ins``: also keep
+        (in the store) the outputs of the modules that finish before them, in the same forward,
+        for a pass that then runs only what follows (Grad-CAM under the overlay)."""
+        if not names:
+            self._prefetched = {}
+            return
+        before = self._stand_ins(names) if stand_ins else []
+        got = self.calls_of([*names, *(n for n in before if n not in names)], strict=False)
+        self._prefetched = {n: c for n, c in got.items() if n in names}
+
+    def _stand_ins(self, names: list[str]) -> list[str]:
+        """The outermost modules that finish before the first of ``names`` starts (none while
+        the forward's order is not known)."""
+        schedule = self.capturer.known_schedule(self.inputs)
+        if schedule is None:
+            return []
+        return reuse_names(dict(self.model.named_modules()), schedule, names)[0]
 
     def drop_prefetched(self) -> None:
         """Hold nothing past a click but what the store keeps under its budget."""

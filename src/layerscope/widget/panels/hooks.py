@@ -33,7 +33,9 @@ class HooksPanel(Panel):
         renewed, self.renewed = self.renewed, False
         self.hooked = names
         # The layer panel takes the selected one's calls from here, not from the store again.
-        ctx.session.prefetch(added)
+        # One module added under the Grad-CAM overlay: its Grad-CAM will run only what follows
+        # it, from the modules before it, kept by this same forward.
+        ctx.session.prefetch(added, stand_ins=ctx.overlay == "gradcam" and len(added) == 1)
         pick = ctx.selected_module
         if not names:
             pick = ""
