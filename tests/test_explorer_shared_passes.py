@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torchvision
 
 import layerscope as ls
 from conftest import ForwardCounter
@@ -170,3 +171,55 @@ def test_a_module_hooked_under_the_grad_cam_overlay_runs_only_what_follows_it_ag
     for field in ("cam", "activation", "gradient", "weights"):
         assert torch.equal(getattr(mine, field), getattr(fresh, field)), field
     assert mine.score == fresh.score and mine.pixels == fresh.pixels
+
+
+class _SkipAroundIdentity(torch.nn.Module):
+    """An Identity whose input is read again on a skip: its output is its input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.ident = torch.nn.Identity()
+        self.conv = torch.nn.Conv2d(8, 8, 3, padding=1)
+        self.head = torch.nn.Conv2d(8, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = torch.relu(self.stem(x))
+        y = self.ident(x)
+        return {"out": self.head(self.conv(y) + x)}
+
+
+def _case(kind: str) -> tuple[torch.nn.Module, Explorer, str]:
+    torch.manual_seed(0)
+    if kind == "skip around an Identity":
+        model = _SkipAroundIdentity().eval()
+        ex = Explorer(model, torch.rand(1, 3, 40, 40), hooked_modules=["stem"],
+                      class_names=list("abcd"))  # fmt: skip
+        return model, ex, "ident"
+    if kind == "channels-last classifier":
+        model = torchvision.models.resnet18().eval().to(memory_format=torch.channels_last)
+        return model, Explorer(model, torch.rand(1, 3, 96, 96), hooked_modules=["layer1"]), "layer4"
+    preset = ls.load_preset("deeplabv3_mobilenet_v3_large", weights=None)
+    ex = Explorer(preset.model, ls.sample_image(), preprocess=preset.preprocess.with_size(96),
+                  class_names=preset.class_names, hooked_modules=["backbone.4"])  # fmt: skip
+    return preset.model, ex, {"auxiliary head": "aux_classifier.0", "dict output": "backbone"}[kind]
+
+
+@pytest.mark.parametrize(
+    "kind", ["auxiliary head", "dict output", "skip around an Identity", "channels-last classifier"]
+)
+def test_a_module_hooked_under_the_overlay_whose_output_a_copy_cannot_stand_for(kind):
+    """Where running only what follows a module from a copy of its output would be wrong (found
+    by a hostile pass): a module off the class score's path (its CAM is zero, not an error), an
+    output of several tensors (the dict a backbone returns: layer3's output also feeds layer4),
+    an output that is the module's input (read again on a skip), a channels-last model (a
+    contiguous copy rounds differently). Each equals a full forward and backward, bit for bit."""
+    model, ex, name = _case(kind)
+    ex.overlay = "gradcam"
+    ex.hooked_modules = [*ex.hooked_modules, name]
+    assert ex.errors == {}
+    mine = ex.grad_cam(name)
+    fresh = grad_cam(model, ex.inputs, name, mine.target_class)
+    for field in ("cam", "gradient"):
+        assert torch.equal(getattr(mine, field), getattr(fresh, field)), field
+    assert mine.score == fresh.score

@@ -4,7 +4,11 @@ autograd, from the held output; the modules before it are not run a second time.
 
 The held output is a float32 copy of the module's own, and what follows runs the same
 operations on it, so the class score, the gradient and the CAM are those of a full forward and
-backward (checked against :func:`~layerscope.grad_cam` in the tests)."""
+backward (checked against :func:`~layerscope.grad_cam` in the tests). Where a cached copy
+could not stand for the module's own output (an output of several tensors, which may be views
+of one another; a module without weights, which may hand back its input; a channels-last
+model, whose convolutions round differently on a contiguous copy) the caller runs the full
+pass."""
 
 from __future__ import annotations
 
@@ -41,8 +45,10 @@ def grad_cam_after_capture(
     cap = Capturer(model, storage=capture_storage(model))
     if cap.known_schedule(inputs) is None or not cap.holds(inputs, name):
         return None
+    if not _computes_its_output(named[name]) or _channels_last(model):
+        return None
     prefix, gated = reusable(cap, inputs, [name])  # the cache's: no forward runs here
-    if name not in gated:
+    if name not in gated or not isinstance(gated[name][0], torch.Tensor):
         return None
     kept: list[torch.Tensor] = []
 
@@ -66,11 +72,33 @@ def grad_cam_after_capture(
     score = class_score(logits, target_class, mask)
     if score.shape[0] != 1:
         raise LayerScopeError("grad_cam_after_capture takes one image")
-    (gradient,) = torch.autograd.grad(score.sum(), kept[0], allow_unused=True)
-    if gradient is None:  # not on the path to the class score (an auxiliary head)
+    gradient = None
+    if score.requires_grad:  # else not on the path to the class score (an auxiliary head)
+        (gradient,) = torch.autograd.grad(score.sum(), kept[0], allow_unused=True)
+    if gradient is None:
         gradient = torch.zeros_like(kept[0])
     cam, activation, grad_map, weights = cam_parts(kept[0], gradient, 0, layout)
     pixels = 1 if mask is None else int(mask.sum())
     row = None if mask is None else (mask[0] if mask.dim() == 3 else mask).cpu()
     return GradCam(name, target_class, cam, activation, grad_map, weights, float(score.detach()[0]),
                    pixels, row)  # fmt: skip
+
+
+def _computes_its_output(module: nn.Module) -> bool:
+    """Whether the module computes its output with weights of its own: then the output is a
+    new tensor that only its return value carries on. A module without weights (Identity,
+    Dropout in eval, an activation, a view) may hand back its input or a view of it, which
+    the code after it may read through another name too: the gradient through that route
+    would be missed when the output is a cached copy, so those run the full pass."""
+    return any(True for _ in module.parameters())
+
+
+def _channels_last(model: nn.Module) -> bool:
+    """Whether the model's 4-D weights are in channels-last order: its convolutions then run
+    on channels-last activations, and a cached output (contiguous) would round differently."""
+    return any(
+        p.dim() == 4
+        and not p.is_contiguous()
+        and p.is_contiguous(memory_format=torch.channels_last)
+        for p in model.parameters()
+    )
