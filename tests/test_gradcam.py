@@ -127,3 +127,89 @@ def test_explorer_gradcam_overlay_and_region():
     )
     ex.overlay = "aggregate"
     assert ex._gradcam == {}
+
+
+class _TokensToMap(torch.nn.Module):
+    """Integer inputs: an embedding laid out as a 4x4 map, then convolutions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(10, 6)
+        self.conv = torch.nn.Conv2d(6, 6, 3, padding=1)
+        self.head = torch.nn.Conv2d(6, 3, 1)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.embed(ids).reshape(ids.shape[0], 4, 4, 6).permute(0, 3, 1, 2)
+        return self.head(torch.relu(self.conv(x))).mean(dim=(2, 3))
+
+
+@pytest.mark.parametrize("frozen", ["all", "backbone only"])
+def test_grad_cam_and_importance_of_a_frozen_model_equal_the_unfrozen_ones(frozen):
+    """Weights with requires_grad=False (inference, or a frozen backbone while fine-tuning the
+    head) used to make the backward raise; the result now equals the same model's with every
+    weight trainable, and the flags are left as they were."""
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18().eval()
+    x = torch.rand(1, 3, 64, 64)
+    ref = grad_cams(model, x, ["layer2", "layer4"], 5)
+    ref_imp = ls.channel_importance(model, x, "layer3", 5, exact_top=2)
+    params = model.parameters() if frozen == "all" else [
+        p for n, p in model.named_parameters() if not n.startswith("fc")]  # fmt: skip
+    for p in params:
+        p.requires_grad_(False)
+    flags = [p.requires_grad for p in model.parameters()]
+    mine = grad_cams(model, x, ["layer2", "layer4"], 5)
+    imp = ls.channel_importance(model, x, "layer3", 5, exact_top=2)
+    for name in ("layer2", "layer4"):
+        for field in ("cam", "gradient", "weights"):
+            assert torch.equal(getattr(mine[name], field), getattr(ref[name], field)), field
+    np.testing.assert_array_equal(imp.estimate, ref_imp.estimate)
+    assert imp.exact == ref_imp.exact
+    assert [p.requires_grad for p in model.parameters()] == flags
+
+
+def test_grad_cam_after_a_frozen_embedding_of_integer_inputs():
+    """Integer inputs cannot require grad: with the embedding and the convolution frozen, the
+    convolution's output gets a leaf of its own; the result equals the trainable model's."""
+    torch.manual_seed(0)
+    model = _TokensToMap().eval()
+    ids = torch.randint(0, 10, (1, 16))
+    ref = grad_cam(model, ids, "conv", 1)
+    model.embed.weight.requires_grad_(False)
+    model.conv.requires_grad_(False)
+    mine = grad_cam(model, ids, "conv", 1)
+    for field in ("cam", "gradient"):
+        assert torch.equal(getattr(mine, field), getattr(ref, field)), field
+    assert not model.conv.weight.requires_grad and model.head.weight.requires_grad
+
+
+class _SkipAroundIdentity(nn.Module):
+    """An Identity whose input is read again on a skip: its output is its input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.ident = nn.Identity()
+        self.conv = nn.Conv2d(8, 8, 3, padding=1)
+        self.head = nn.Conv2d(8, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.stem(x))
+        y = self.ident(x)
+        return self.head(self.conv(y) + x).mean(dim=(2, 3))
+
+
+def test_frozen_weights_keep_every_route_of_the_gradient():
+    """The gradient at a module's output also flows through other names for the same tensor
+    (an Identity's input, read again on a skip): with every weight frozen it still does, as
+    in the trainable model (Grad-CAM and channel importance)."""
+    torch.manual_seed(0)
+    model = _SkipAroundIdentity().eval()
+    x = torch.rand(1, 3, 12, 12)
+    ref = grad_cam(model, x, "ident", 2)
+    ref_imp = ls.channel_importance(model, x, "ident", 2, exact_top=0)
+    model.requires_grad_(False)
+    mine = grad_cam(model, x, "ident", 2)
+    imp = ls.channel_importance(model, x, "ident", 2, exact_top=0)
+    assert torch.equal(mine.gradient, ref.gradient) and torch.equal(mine.cam, ref.cam)
+    np.testing.assert_array_equal(imp.estimate, ref_imp.estimate)

@@ -118,7 +118,7 @@ def grad_cams(
     (``strict``: an error instead)."""
     named = dict(model.named_modules())
     names = resolve_modules(model, modules, named)
-    args = prepare_inputs(model, named, as_args(inputs))
+    args = differentiable(prepare_inputs(model, named, as_args(inputs)))
     layouts = layouts or {}
     kept: dict[str, torch.Tensor] = {}
     seen = dict.fromkeys(names, 0)
@@ -136,10 +136,11 @@ def grad_cams(
                         f"Grad-CAM needs a spatial map; {name} gives {describe(out)}"
                     )
                 return None
-            kept[name] = t
+            src = on_graph(t)
+            kept[name] = src
             # Downstream gets a copy, so in-place ops after the module (ResNet's ReLU) cannot
             # rewrite the tensor whose gradient is asked for.
-            return map_tensors(out, lambda x: x.clone() if x is t else x)
+            return map_tensors(out, lambda x: src.clone() if x is t else x)
 
         return keep
 
@@ -241,3 +242,21 @@ def class_score(logits: torch.Tensor, cls: int, mask: torch.Tensor | None) -> to
     if mask is None:
         return logits[:, cls]
     return (logits[:, cls] * mask.to(logits.device)).flatten(1).sum(1)
+
+
+def differentiable(args: Any) -> Any:
+    """The inputs as autograd sees them from the start: each floating tensor becomes a copy of
+    a leaf that requires grad, so every module's output carries a graph even when the model's
+    weights are frozen (``requires_grad=False``, common for inference) or partly frozen. The
+    gradients asked for, at module outputs, are the same. A copy, not the leaf: a model that
+    writes into its input in place may still do so."""
+    return map_tensors(
+        args, lambda t: t.detach().requires_grad_(True).clone() if t.is_floating_point() else t
+    )
+
+
+def on_graph(t: torch.Tensor) -> torch.Tensor:
+    """``t`` when autograd follows it, else a leaf standing for it (an output computed from
+    integer inputs and frozen weights only, such as a frozen embedding's): what follows is
+    differentiated from there."""
+    return t if t.requires_grad else t.detach().requires_grad_(True)

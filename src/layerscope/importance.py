@@ -26,7 +26,7 @@ from torch import nn
 from .capture import Capturer, resolve_modules
 from .edits import check_call
 from .errors import CaptureError, LayerScopeError
-from .gradients import class_score, target_pixels
+from .gradients import class_score, differentiable, on_graph, target_pixels
 from .hooks import Hook, hooked
 from .intervene import capture_storage, reusable, reuse_names, run_edited
 from .nested import iter_tensors, map_tensors
@@ -112,8 +112,9 @@ def channel_importance(
             raise LayerScopeError(
                 f"{name}'s output has no channel dimension (dimension 1 of (N, C, H, W) or (N, C))"
             )
-        kept.append(out)
-        return out.clone()  # in-place ops after the module cannot touch what is differentiated
+        src = on_graph(out)
+        kept.append(src)
+        return src.clone()  # in-place ops after the module cannot touch what is differentiated
 
     def keep(n: str) -> Any:
         def hook(_m: nn.Module, _a: Any, out: Any) -> None:  # copied before any in-place op
@@ -124,7 +125,7 @@ def channel_importance(
     hooks: dict[str, list[Hook]] = {n: [keep(n)] for n in stand_in}
     hooks.setdefault(name, []).append(hook)  # after its keep, when the module may stand in
     with hooked(model, hooks, train=False, grad=True, named=named):
-        output = run_model(model, args)
+        output = run_model(model, differentiable(args))
         if not kept:
             raise LayerScopeError(f"{name} ran {seen[0]} time(s): no call {call}")
         logits, mask = target_pixels(output, target_class, what="channel importance")
