@@ -223,3 +223,33 @@ def test_a_module_hooked_under_the_overlay_whose_output_a_copy_cannot_stand_for(
     for field in ("cam", "gradient"):
         assert torch.equal(getattr(mine, field), getattr(fresh, field)), field
     assert mine.score == fresh.score
+
+
+def test_a_module_without_a_map_hooked_under_the_overlay_leaves_the_others_grad_cam_alone():
+    """A classifier's ``fc`` (N, 1000) hooked beside ``layer3`` under the overlay: selecting
+    ``layer3`` shows its Grad-CAM with no error (``fc`` has no map, so it has none), and no
+    forward with autograd runs again for ``fc`` on later clicks (counted from outside)."""
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18().eval()
+    ex = Explorer(model, torch.rand(1, 3, 64, 64), hooked_modules=["layer3"])
+    ex.overlay = "gradcam"
+    ex.hooked_modules = ["layer3", "fc"]
+    assert "fc has none" in ex.errors.get("gradcam", "")  # fc selected: it has no map
+    ran: list[bool] = []
+    original = torch.nn.Conv2d._conv_forward
+
+    def counted(conv, *args, **kwargs):
+        if conv is model.conv1:
+            ran.append(torch.is_grad_enabled())
+        return original(conv, *args, **kwargs)
+
+    torch.nn.Conv2d._conv_forward = counted
+    try:
+        for pick in ("layer3", "fc", "layer3"):
+            ex.selected_module = pick
+    finally:
+        torch.nn.Conv2d._conv_forward = original
+    assert ex.errors == {} and ex._gradcam["module"] == "layer3"
+    assert True not in ran, ran
+    fresh = grad_cam(model, ex.inputs, "layer3", ex.grad_cam("layer3").target_class)
+    assert torch.equal(ex.grad_cam("layer3").cam, fresh.cam)

@@ -48,8 +48,11 @@ def grad_cam_after_capture(
     if not _computes_its_output(named[name]) or _channels_last(model):
         return None
     prefix, gated = reusable(cap, inputs, [name])  # the cache's: no forward runs here
-    if name not in gated or not isinstance(gated[name][0], torch.Tensor):
+    held = gated.get(name, [None])[0]
+    if not isinstance(held, torch.Tensor) or not held.is_floating_point():
         return None
+    if spatial_maps(held, 0, layout)[0] is None:
+        return None  # no map: the full pass leaves it out, as it does any such module
     kept: list[torch.Tensor] = []
 
     def leaf(index: int, out: Any) -> Any:

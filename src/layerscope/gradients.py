@@ -151,6 +151,8 @@ def grad_cams(
             raise LayerScopeError(
                 f"{name} ran {seen[name]} time(s) in this forward: no call {call}"
             )
+        if not kept:  # none of them gives a spatial map: nothing to differentiate
+            return {}
         logits, mask = target_pixels(output, target_class, region, "Grad-CAM")
         scores = class_score(logits, target_class, mask)  # one per image
         order = list(kept)

@@ -21,8 +21,7 @@ from ..activations import Activations
 from ..capture import Capturer
 from ..edits import Ablate
 from ..errors import LayerScopeError
-from ..gradcam_reuse import grad_cam_after_capture
-from ..gradients import GradCam, grad_cams
+from ..gradients import GradCam
 from ..graph import FlowRecorder, Recording
 from ..importance import ChannelImportance, channel_importance, exact_drops
 from ..intervene import intervene, reuse_names
@@ -35,6 +34,7 @@ from ..reduce import pool_factor, pool_mean
 from ..spatial import Layout
 from ..tracer import ForwardTracer
 from ..tree import module_tree
+from . import gradcam_pass
 from .edit_payload import ablation_payload, importance_payload
 from .payload import (
     MAP_SIDE,
@@ -386,46 +386,9 @@ class Session:
 
     # -- Grad-CAM ------------------------------------------------------------------------------
 
-    def _grad_cams(
-        self, modules: list[str], cls: int, mask: torch.Tensor | None
-    ) -> dict[str, GradCam]:
-        """One module hooked under the overlay: its output was just captured, so only what
-        follows it runs again (with autograd); else one forward and backward for all."""
-        if len(modules) == 1:
-            one = grad_cam_after_capture(self.model, self.inputs, modules[0], cls, region=mask,
-                                         layout=self.layouts.get(modules[0]))  # fmt: skip
-            if one is not None:
-                return {modules[0]: one}
-        layouts = {m: lay for m in modules if (lay := self.layouts.get(m)) is not None}
-        out = {}
-        for name, g in grad_cams(
-            self.model, self.inputs, modules, cls, region=mask, layouts=layouts
-        ).items():
-            assert isinstance(g, GradCam)  # one image: one result per module
-            out[name] = g
-        return out
-
     def grad_cams(
         self, modules: list[str], cls: int, region: list[float] | None
     ) -> dict[str, GradCam]:
-        """Grad-CAM at every module in ``modules`` from one forward and one backward, kept in
-        the model's store (under its budget) for this image, class and region."""
-        mask = self.region_mask(region)
-        key: Hashable = ("gradcam", cls, tuple(region or ()))
-        cached = self.capturer.derived(self.inputs, key)
-        have = dict(cached) if cached else {}
-        missing = [m for m in modules if m not in have]
-        if missing:
-            with self.busy("Grad-CAM (forward and backward)"):
-                for name, g in self._grad_cams(missing, cls, mask).items():
-                    extra = torch.tensor([g.score, g.pixels])
-                    kept = g.mask if g.mask is not None else torch.empty(0, dtype=torch.bool)
-                    have[name] = (g.cam, g.gradient, extra, kept)
-            # Only what the views draw is kept: the CAM and the gradient, not the activation.
-            self.capturer.keep_derived(self.inputs, key, have)
-        out = {}
-        for name, (cam, gradient, extra, mask) in have.items():
-            score, pixels = float(extra[0]), int(extra[1])
-            out[name] = GradCam(name, cls, cam, torch.empty(0), gradient, torch.empty(0), score,
-                                pixels, mask if mask.numel() else None)  # fmt: skip
-        return out
+        """Grad-CAM at every module in ``modules`` (:func:`.gradcam_pass.grad_cams`), kept in
+        the model's store for this image, class and region."""
+        return gradcam_pass.grad_cams(self, modules, cls, region)
