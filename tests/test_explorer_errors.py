@@ -211,12 +211,12 @@ def test_an_interrupt_in_a_step_leaves_the_explorer_usable(explorer, monkeypatch
     explorer.selected_module = "backbone.layer3"
     assert explorer._layer["module"] == "backbone.layer3"
     # Interrupted inside Grad-CAM's backward.
-    import layerscope.widget.session as session_module
+    import layerscope.widget.gradcam_pass as gradcam_pass
 
     def interrupted_cams(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(session_module, "grad_cams", interrupted_cams)
+    monkeypatch.setattr(gradcam_pass, "full_pass", interrupted_cams)
     with pytest.raises(KeyboardInterrupt):
         explorer.overlay = "gradcam"
     assert explorer._gradcam == {} and explorer._status["state"] == "idle"
