@@ -253,3 +253,15 @@ def test_a_module_without_a_map_hooked_under_the_overlay_leaves_the_others_grad_
     assert True not in ran, ran
     fresh = grad_cam(model, ex.inputs, "layer3", ex.grad_cam("layer3").target_class)
     assert torch.equal(ex.grad_cam("layer3").cam, fresh.cam)
+
+
+def test_the_views_grad_cam_keeps_a_float64_models_score():
+    """A float64 model's class score, as the overlay's pass keeps it, is the score a fresh
+    Grad-CAM gives (it was kept in float32)."""
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18().eval().double()
+    ex = Explorer(model, torch.rand(1, 3, 64, 64, dtype=torch.float64), hooked_modules=["layer3"])
+    ex.overlay = "gradcam"
+    mine = ex.grad_cam("layer3")
+    fresh = grad_cam(model, ex.inputs, "layer3", mine.target_class)
+    assert mine.score == fresh.score and torch.equal(mine.cam, fresh.cam)

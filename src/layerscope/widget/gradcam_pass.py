@@ -41,7 +41,7 @@ def grad_cams(
                 if g is None:  # no spatial map: kept as known, not asked for again
                     have[name] = (torch.empty(0),) * 4
                     continue
-                extra = torch.tensor([g.score, g.pixels])
+                extra = torch.tensor([g.score, g.pixels], dtype=torch.float64)
                 kept = g.mask if g.mask is not None else torch.empty(0, dtype=torch.bool)
                 have[name] = (g.cam, g.gradient, extra, kept)
         s.capturer.keep_derived(s.inputs, key, have)
