@@ -265,3 +265,22 @@ def test_the_views_grad_cam_keeps_a_float64_models_score():
     mine = ex.grad_cam("layer3")
     fresh = grad_cam(model, ex.inputs, "layer3", mine.target_class)
     assert mine.score == fresh.score and torch.equal(mine.cam, fresh.cam)
+
+
+def test_explorer_grad_cam_under_a_tight_budget_is_the_modules_own_output():
+    """Under a budget too small for every hooked output, ``explorer.grad_cam()`` used to return
+    the activation the store kept in bfloat16, or raise for one it dropped; it now computes
+    afresh whatever the store cannot give as the module gave it."""
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18().eval()
+    names = ["layer1", "layer2", "layer3"]
+    with pytest.warns(ResourceWarning):
+        ex = Explorer(model, torch.rand(1, 3, 96, 96), hooked_modules=names,
+                      memory_budget=60_000)  # fmt: skip
+        ex.overlay = "gradcam"
+    for name in names:
+        mine = ex.grad_cam(name)
+        fresh = grad_cam(model, ex.inputs, name, mine.target_class)
+        assert mine.activation.dtype == torch.float32, name
+        assert torch.equal(mine.activation, fresh.activation), name
+        assert torch.equal(mine.cam, fresh.cam), name

@@ -101,11 +101,13 @@ def explain(
         # The views' pass (one forward and backward for every hooked module, kept in the
         # store) serves it when it is there: a lecture asks for what it just drew.
         cached = s.grad_cams([name], cls, region).get(name)
-        if cached is not None:
-            out = first_tensor(s.capture([name], "hooked modules")[name])
-            assert out is not None  # its Grad-CAM was computed: it has a tensor with maps
+        calls = s.capture([name], "hooked modules").calls(name) if cached is not None else []
+        out = first_tensor(calls[0]) if calls else None
+        # Served from the store only as the module gave it: not dropped or kept in bfloat16
+        # by the budget (then computed afresh below).
+        if cached is not None and out is not None and out.dtype == cached.gradient.dtype:
             activation = spatial_maps(out, 0, s.layouts.get(name))[0]
-            assert activation is not None
+            assert activation is not None  # its Grad-CAM was computed: it has maps
             weights = cached.gradient.float().mean(dim=(1, 2))
             return replace(cached, activation=activation, weights=weights)
     result = grad_cam(s.model, s.inputs, name, cls, region=s.region_mask(region),
