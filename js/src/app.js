@@ -187,7 +187,7 @@ export function createApp({ model, el, plotly }) {
     dom,
     set,
     schedule,
-    // Read once per frame: getComputedStyle after plotly's DOM writes forces a style recalc.
+    // Read once per redraw: getComputedStyle after plotly's DOM writes forces a style recalc.
     theme: () => {
       theme = theme || themeOf(el);
       return theme;
@@ -197,7 +197,7 @@ export function createApp({ model, el, plotly }) {
     },
     own: {},
   };
-  /** @type {import("./spec.js").Theme | null} the theme read in this frame */
+  /** @type {import("./spec.js").Theme | null} the theme read in this redraw */
   let theme = null;
   /** @type {Promise<any>[]} the plots this frame asked plotly to draw */
   let drawing = [];

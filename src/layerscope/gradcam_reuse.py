@@ -19,11 +19,10 @@ from torch import nn
 
 from .capture import Capturer, resolve_modules
 from .errors import LayerScopeError
-from .gradients import GradCam, cam_parts, class_score, target_pixels
+from .gradients import GradCam, class_score, has_cam_maps, image_cam, target_pixels
 from .intervene import capture_storage, reusable, run_edited
-from .nested import describe, first_tensor, map_tensors
 from .safety import as_args, prepare_inputs
-from .spatial import Layout, spatial_maps
+from .spatial import Layout
 
 __all__ = ["grad_cam_after_capture"]
 
@@ -47,25 +46,22 @@ def grad_cam_after_capture(
         return None
     if not _computes_its_output(named[name]) or _channels_last(model):
         return None
-    prefix, gated = reusable(cap, inputs, [name])  # the cache's: no forward runs here
+    # What stands in, from the cache (a forward until the module only when the modules before
+    # it are not held).
+    prefix, gated = reusable(cap, inputs, [name])
     held = gated.get(name, [None])[0]
-    if not isinstance(held, torch.Tensor) or not held.is_floating_point():
-        return None
-    if spatial_maps(held, 0, layout)[0] is None:
+    if not isinstance(held, torch.Tensor) or not has_cam_maps(held, layout):
         return None  # no map: the full pass leaves it out, as it does any such module
     kept: list[torch.Tensor] = []
 
     def leaf(index: int, out: Any) -> Any:
         if index != 0:
             return out
-        t = first_tensor(out)
-        if t is None or not t.is_floating_point() or spatial_maps(t, 0, layout)[0] is None:
-            raise LayerScopeError(f"Grad-CAM needs a spatial map; {name} gives {describe(out)}")
-        x = t.detach().clone().requires_grad_(True)
+        x = out.detach().clone().requires_grad_(True)  # the held tensor, standing in
         kept.append(x)
         # Downstream gets a copy: an in-place op after the module (ResNet's ReLU) must not
         # write into the tensor whose gradient is asked for.
-        return map_tensors(out, lambda y: x.clone() if y is t else y)
+        return x.clone()
 
     args = prepare_inputs(model, named, as_args(inputs))
     run = run_edited(model, named, args, {name: leaf}, prefix, [], gated=gated, grad=True)
@@ -80,11 +76,7 @@ def grad_cam_after_capture(
         (gradient,) = torch.autograd.grad(score.sum(), kept[0], allow_unused=True)
     if gradient is None:
         gradient = torch.zeros_like(kept[0])
-    cam, activation, grad_map, weights = cam_parts(kept[0], gradient, 0, layout)
-    pixels = 1 if mask is None else int(mask.sum())
-    row = None if mask is None else (mask[0] if mask.dim() == 3 else mask).cpu()
-    return GradCam(name, target_class, cam, activation, grad_map, weights, float(score.detach()[0]),
-                   pixels, row)  # fmt: skip
+    return image_cam(name, target_class, kept[0], gradient, float(score.detach()[0]), mask, layout)
 
 
 def _computes_its_output(module: nn.Module) -> bool:

@@ -129,8 +129,7 @@ def grad_cams(
             if seen[name] - 1 != call:
                 return None
             t = first_tensor(out)
-            maps = spatial_maps(t, 0, layouts.get(name))[0] if t is not None else None
-            if t is None or maps is None or not t.is_floating_point():
+            if t is None or not has_cam_maps(t, layouts.get(name)):
                 if strict:
                     raise LayerScopeError(
                         f"Grad-CAM needs a spatial map; {name} gives {describe(out)}"
@@ -165,15 +164,38 @@ def grad_cams(
         if gradient is None:  # not on the path to the class score (an auxiliary head)
             gradient = torch.zeros_like(kept[name])
         layout = layouts.get(name)
-        cams = [cam_parts(kept[name], gradient, i, layout) for i in range(rows)]
         if rows == 1:
-            row = None if mask is None else (mask[0] if mask.dim() == 3 else mask).cpu()
-            results[name] = GradCam(name, target_class, *cams[0], values[0], pixels[0], row)
+            results[name] = image_cam(name, target_class, kept[name], gradient, values[0], mask,
+                                      layout)  # fmt: skip
             continue
+        cams = [cam_parts(kept[name], gradient, i, layout) for i in range(rows)]
         cam, activation, grad_maps, weights = (torch.stack(parts) for parts in zip(*cams))
         results[name] = BatchGradCam(name, target_class, cam, activation, grad_maps, weights,
                                      values, pixels)  # fmt: skip
     return results
+
+
+def has_cam_maps(t: torch.Tensor, layout: Layout | None) -> bool:
+    """Whether Grad-CAM can be taken at ``t``: floating values laid out as spatial maps."""
+    return t.is_floating_point() and spatial_maps(t, 0, layout)[0] is not None
+
+
+def image_cam(
+    name: str,
+    target_class: int,
+    activation: torch.Tensor,
+    gradient: torch.Tensor,
+    score: float,
+    mask: torch.Tensor | None,
+    layout: Layout | None,
+) -> GradCam:
+    """One image's Grad-CAM from the module's output and the score's gradient there; ``mask``
+    the pixels the score summed over (None: a logit)."""
+    row = None if mask is None else (mask[0] if mask.dim() == 3 else mask)
+    pixels = 1 if row is None else int(row.sum())
+    cam, a, g, weights = cam_parts(activation, gradient, 0, layout)
+    return GradCam(name, target_class, cam, a, g, weights, score, pixels,
+                   None if row is None else row.cpu())  # fmt: skip
 
 
 def cam_parts(

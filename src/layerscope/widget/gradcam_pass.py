@@ -12,10 +12,9 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..gradcam_reuse import grad_cam_after_capture
-from ..gradients import GradCam
+from ..gradients import GradCam, has_cam_maps
 from ..gradients import grad_cams as full_pass
 from ..nested import first_tensor
-from ..spatial import spatial_maps
 
 if TYPE_CHECKING:
     from .session import Session
@@ -80,8 +79,4 @@ def _may_have_map(s: Session, name: str) -> bool:
         return True  # not known without a forward: the pass finds out
     calls = s.capturer.capture(s.inputs, [name]).calls(name)
     t = first_tensor(calls[0]) if calls else None
-    return (
-        t is not None
-        and t.is_floating_point()
-        and spatial_maps(t, 0, s.layouts.get(name))[0] is not None
-    )
+    return t is not None and has_cam_maps(t, s.layouts.get(name))
