@@ -393,42 +393,30 @@ test("a view drawn again with the spec it drew keeps its data revision; any chan
   const revision = first[3].datarevision;
   assert.ok(revision !== undefined);
 
+  /** A new channel view from the kernel (a new message: new objects), drawn. */
+  const sendChannel = async (title, values) => {
+    state._view_channel = heatmap(title, { dtype: "f4", bdata: f32(values).data, shape: "2,2" });
+    model.emit("change:_view_channel");
+    await nextFrame();
+    return lastDraw("plot-channel")[3].datarevision;
+  };
+
   // A channel change redraws the maps: the aggregate's spec is the one it drew.
-  state._view_channel = heatmap("conv · channel 0 of 2", { dtype: "f4", bdata: f32([3, 2, 1, 0]).data, shape: "2,2" });
-  model.emit("change:_view_channel");
-  await nextFrame();
+  const channelRevision = await sendChannel("conv · channel 0 of 2", [3, 2, 1, 0]);
   const again = lastDraw("plot-aggregate");
   assert.notEqual(again, first, "the aggregate was handed to plotly again");
   assert.equal(again[3].datarevision, revision);
   assert.equal(again[3].meta, first[3].meta, "the meta object plotly drew, not an equal new one");
-  const channelRevision = lastDraw("plot-channel")[3].datarevision;
 
   // The same numbers in a new message: still the same revision.
-  state._view_channel = heatmap("conv · channel 0 of 2", { dtype: "f4", bdata: f32([3, 2, 1, 0]).data, shape: "2,2" });
-  model.emit("change:_view_channel");
-  await nextFrame();
-  assert.equal(lastDraw("plot-channel")[3].datarevision, channelRevision);
+  assert.equal(await sendChannel("conv · channel 0 of 2", [3, 2, 1, 0]), channelRevision);
 
   // One value changed (same shape, same title): a new revision, so plotly recomputes.
-  state._view_channel = heatmap("conv · channel 0 of 2", {
-    dtype: "f4",
-    bdata: f32([3, 2, 1, 0.5]).data,
-    shape: "2,2",
-  });
-  model.emit("change:_view_channel");
-  await nextFrame();
-  assert.notEqual(lastDraw("plot-channel")[3].datarevision, channelRevision);
+  const changed = await sendChannel("conv · channel 0 of 2", [3, 2, 1, 0.5]);
+  assert.notEqual(changed, channelRevision);
 
   // A layout change alone (the title): a new revision too (plotly then compares nothing itself).
-  const before = lastDraw("plot-channel")[3].datarevision;
-  state._view_channel = heatmap("conv · channel 0 of 2 (b)", {
-    dtype: "f4",
-    bdata: f32([3, 2, 1, 0.5]).data,
-    shape: "2,2",
-  });
-  model.emit("change:_view_channel");
-  await nextFrame();
-  assert.notEqual(lastDraw("plot-channel")[3].datarevision, before);
+  assert.notEqual(await sendChannel("conv · channel 0 of 2 (b)", [3, 2, 1, 0.5]), changed);
 });
 
 test("a trait change is drawn before the next frame once the widget is in the page", async () => {
